@@ -1,0 +1,35 @@
+# labkit: two commands do everything on a fresh clone.
+#   make lab    set up, then open JupyterLab on notebooks/   (make lab HEADLESS=1 on a server)
+#   make test   set up, then run the whole suite in small mode (what CI runs)
+VENV ?= .venv
+PORT ?= 8888
+HEADLESS ?=
+LAB_FLAGS = $(if $(HEADLESS),--no-browser --ip=$(or $(IP),127.0.0.1) --port=$(PORT),)
+
+.PHONY: setup lab test lint check-notebooks strip bench clean
+
+setup:
+	bash scripts/setup.sh
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS)
+
+lint: setup
+	$(VENV)/bin/ruff check labkit tests notebooks scripts conftest.py
+	$(VENV)/bin/ruff format --check labkit tests scripts conftest.py
+
+check-notebooks: setup
+	$(VENV)/bin/python scripts/check_notebooks.py notebooks
+
+test: setup lint check-notebooks
+	LABKIT_SMALL=1 $(VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=900 tests notebooks
+
+strip: setup
+	$(VENV)/bin/python scripts/check_notebooks.py --strip notebooks
+
+bench: setup
+	$(VENV)/bin/labkit bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

