@@ -1,0 +1,90 @@
+"""Model, request by request, how serving engines split a prompt into cached and computed tokens.
+
+Each engine works on token ids and returns a `ServeResult`; this module names them and runs them.
+The rules follow the engines' source, cited in each engine's module:
+
+- llama.cpp `llama-server` (ggml-org/llama.cpp): `tools/server/server-context.cpp`
+  (`get_available_slot`; the `[TAG_PROMPT_LOGITS]` step of `update_slots`) and
+  `tools/server/server-task.cpp` (`server_prompt_cache::alloc`, `load`, `update`).
+- vLLM (vllm-project/vllm): `vllm/v1/core/kv_cache_manager.py` (`get_computed_blocks`),
+  `kv_cache_utils.py` (`hash_block_tokens`), `single_type_kv_cache_manager.py` (`free`),
+  `block_pool.py`, and `docs/design/prefix_caching.md`.
+- SGLang (sgl-project/sglang): `python/sglang/srt/mem_cache/radix_cache.py` (`match_prefix`,
+  `_split_node`, `_insert_helper`, `evict`) and `managers/schedule_batch.py`
+  (`Req.adjust_max_prefix_ids`).
+- Anthropic's API: see `labkit/engine_api.py`.
+
+These are models of prompt reuse only: generated tokens, batching, chunked prefill, sliding-window
+checkpoints and llama.cpp's `--cache-reuse` KV shifting are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from labkit.engine_api import AnthropicAPI
+from labkit.engine_base import (
+    Engine,
+    ServeResult,
+    Tokens,
+    as_tokens,
+    common_prefix_len,
+    token_bytes,
+)
+from labkit.engine_llamacpp import LlamaCppServer
+from labkit.engine_paged import SGLangRadixCache, VllmPrefixCache, block_hashes
+
+ENGINE_NAMES = ("llamacpp", "vllm", "sglang", "anthropic")
+__all__ = [
+    "ENGINE_NAMES",
+    "AnthropicAPI",
+    "Engine",
+    "LlamaCppServer",
+    "SGLangRadixCache",
+    "ServeResult",
+    "Tokens",
+    "VllmPrefixCache",
+    "as_tokens",
+    "block_hashes",
+    "common_prefix_len",
+    "make_engine",
+    "request_fields",
+    "simulate",
+    "token_bytes",
+]
+
+
+def make_engine(name: str, **options: Any) -> Engine:
+    """Return a fresh engine model by name: one of ENGINE_NAMES."""
+    classes = {
+        "llamacpp": LlamaCppServer,
+        "vllm": VllmPrefixCache,
+        "sglang": SGLangRadixCache,
+        "anthropic": AnthropicAPI,
+    }
+    if name not in classes:
+        raise ValueError(f"Unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}.")
+    return classes[name](**options)
+
+
+def request_fields(request: Any) -> tuple[Any, Any, Any]:
+    """Return (tokens, breakpoints, t_s) of a token sequence, a mapping or a request object."""
+    if isinstance(request, Mapping):
+        return request["tokens"], request.get("breakpoints"), request.get("t_s")
+    if hasattr(request, "tokens"):
+        return request.tokens, getattr(request, "breakpoints", None), getattr(request, "t_s", None)
+    return request, None, None
+
+
+def simulate(engine: Engine, requests: Iterable[Any]) -> list[ServeResult]:
+    """Serve the requests in order, from the engine's current state; return one result each.
+
+    A request is a token sequence, a mapping with "tokens" (and optional "breakpoints", "t_s"),
+    or an object with those attributes. Call `engine.reset()` first for a cold start.
+    """
+    results = []
+    for request in requests:
+        tokens, breakpoints, t_s = request_fields(request)
+        results.append(engine.serve(tokens, breakpoints=breakpoints, t_s=t_s))
+    return results
