@@ -4,7 +4,8 @@
 VENV ?= .venv
 PORT ?= 8888
 HEADLESS ?=
-LAB_FLAGS = $(if $(HEADLESS),--no-browser --ip=$(or $(IP),127.0.0.1) --port=$(PORT),)
+LAB_FLAGS = $(if $(HEADLESS),--no-browser --ip=$(or $(IP),127.0.0.1) --port=$(PORT),) \
+	$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test lint check-notebooks strip bench clean
 
