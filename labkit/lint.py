@@ -1,0 +1,269 @@
+"""Find where each captured request stops reusing the previous one's KV cache, and why.
+
+`labkit lint REQUESTS` (or `lint_file` here) renders and tokenizes a session's requests, finds
+the first token and character where each request diverges from the one before it, names the
+likely cause and its fix (`labkit.lint_diff` compares two requests' structure,
+`labkit.lint_causes` holds the causes), and counts the tokens a prefix cache could not reuse.
+`labkit.lint_report` writes the report; everything it outputs passes through
+`labkit.lint_redact.redact`.
+
+A request file is JSONL (one request a line) or JSON (one request or a list). A line may also be
+a capture `{"headers": {...}, "body": {...}}` (the body may be a JSON string); headers are
+dropped. Lines that cannot be read are reported with their line number; the rest are linted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit.engines import common_prefix_len
+from labkit.header import attribution_enabled
+from labkit.lint_causes import CAUSES
+from labkit.lint_diff import changed_ends, compare_requests, message_at
+from labkit.lint_redact import redact, redacted_window
+from labkit.lint_report import SCHEMA, add_cli, format_report, report_json
+from labkit.sessions import SessionFormatError, render_request, validate_request, with_attribution
+
+__all__ = [
+    "SCHEMA",
+    "CauseSummary",
+    "LintError",
+    "LintReport",
+    "RequestLint",
+    "add_cli",
+    "format_report",
+    "lint_file",
+    "lint_requests",
+    "read_captured",
+    "redact",
+    "report_json",
+]
+
+WINDOW_CHARS = 40  # characters shown on each side of a divergence
+
+
+@dataclass
+class LintError:
+    """A line (or request) of the file that could not be read."""
+
+    line: int | None
+    message: str  # already redacted
+
+
+@dataclass
+class RequestLint:
+    """How one request reuses the previous one's tokens, and why it stops where it does."""
+
+    index: int  # among the requests read (0-based)
+    line: int | None  # line in the file, None for a JSON file
+    shape: str
+    n_tokens: int
+    reused_tokens: int  # common prefix with the previous request's tokens
+    recomputed_tokens: int  # n_tokens - reused_tokens
+    not_reused_tokens: int  # previous request's n_tokens - reused_tokens
+    lost_tokens: int  # recomputed beyond what an append-only request would need
+    cause: str  # a key of labkit.lint_causes.CAUSES
+    where: str = ""  # the part that changed: "system[0]", "tools", "messages[3].content[1]"
+    detail: str = ""  # what changed there, in a few words
+    token: int | None = None  # first token that differs (== reused_tokens), None if none does
+    char_span: tuple[int, int] | None = None  # the changed characters of this request's text
+    previous_char_span: tuple[int, int] | None = None  # and of the previous request's text
+    previous_text: str = ""  # the previous request's text around the divergence
+    new_text: str = ""  # this request's text around the divergence
+
+
+@dataclass
+class CauseSummary:
+    """One cause over the session: the requests it hit, the tokens it cost, and the fix."""
+
+    cause: str
+    label: str
+    requests: list[int]
+    lost_tokens: int
+    fix: str
+
+
+@dataclass
+class LintReport:
+    """The lint of one session: a row per request, a summary per cause, and unread lines."""
+
+    source: str
+    model: str
+    attribution: str  # "on", "off" or "as captured"
+    requests: list[RequestLint]
+    errors: list[LintError] = field(default_factory=list)
+    n_tokens: int = 0  # prompt tokens over all requests
+    recomputed_tokens: int = 0
+    ideal_recomputed_tokens: int = 0  # if every request extended the previous one
+    lost_tokens: int = 0  # recomputed_tokens - ideal_recomputed_tokens
+    loss_fraction: float = 0.0  # lost_tokens / n_tokens
+    causes: list[CauseSummary] = field(default_factory=list)
+
+
+def _unwrap(item) -> dict:
+    """Return the request body of a captured line: the line itself, or its "body"."""
+    if isinstance(item, dict) and "body" in item and not {"messages", "prompt"} & set(item):
+        item = item["body"]
+        if isinstance(item, str):
+            try:
+                item = json.loads(item)
+            except json.JSONDecodeError as err:
+                raise SessionFormatError(f"body: not valid JSON: {err.msg}") from None
+    if isinstance(item, dict):
+        item = {k: v for k, v in item.items() if k != "headers"}
+    validate_request(item)
+    return item
+
+
+def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list[LintError]]:
+    """Return the readable requests of a file with their line numbers, and the unread lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No request file at {path}: check the path (see data/sessions/).")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    items: list[tuple[object, int | None]] = []
+    requests, errors = [], []
+    if path.suffix != ".jsonl":
+        try:
+            data = json.loads(text)
+            items = [(r, None) for r in (data if isinstance(data, list) else [data])]
+        except json.JSONDecodeError as err:
+            if path.suffix == ".json":  # one JSON document: nothing to read line by line
+                where = f"line {err.lineno}, column {err.colno}"
+                return [], [LintError(err.lineno, f"not valid JSON: {err.msg} ({where})")]
+    if not items:
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((json.loads(line), line_no))
+            except json.JSONDecodeError as err:
+                message = f"line {line_no}: not valid JSON: {err.msg} (column {err.colno})"
+                errors.append(LintError(line_no, message))
+    for index, (item, line_no) in enumerate(items):
+        try:
+            requests.append((_unwrap(item), line_no))
+        except SessionFormatError as err:
+            where = f"line {line_no}" if line_no else f"request {index}"
+            errors.append(LintError(line_no, redact(f"{where}: {err}")))
+    if not requests and not errors:
+        errors.append(LintError(None, f"{path}: no requests found; write one JSON request a line."))
+    errors.sort(key=lambda e: e.line or 0)
+    return requests, errors
+
+
+def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
+    reused = common_prefix_len(prev.tokens, cur.tokens)
+    row = RequestLint(
+        index=index,
+        line=line,
+        shape=cur.shape,
+        n_tokens=cur.n_tokens,
+        reused_tokens=reused,
+        recomputed_tokens=cur.n_tokens - reused,
+        not_reused_tokens=prev.n_tokens - reused,
+        lost_tokens=cur.n_tokens - reused - max(0, cur.n_tokens - prev.n_tokens),
+        cause="append-only",
+    )
+    if reused == prev.n_tokens:
+        return row
+    change = compare_requests(prev_request, request)
+    char = len(os.path.commonprefix([prev.text, cur.text]))
+    if change is not None:
+        row.cause, row.where, row.detail = change.cause, change.where, change.detail
+    elif cur.text.startswith(prev.text):
+        row.cause, row.where = "token-boundary", "end of the previous request"
+        row.detail = "the text is append-only; the tokenizer merged tokens across the old end"
+    else:
+        row.cause = "template-rewrote-history"
+        row.where = message_at(prev_request, prev.text, char)
+        row.detail = "same messages, rendered differently by the chat template"
+    row.where, row.detail = redact(row.where), redact(row.detail)
+    old_end, new_end = changed_ends(prev.text, cur.text, char)
+    row.token, row.char_span, row.previous_char_span = reused, (char, new_end), (char, old_end)
+    row.previous_text = redacted_window(prev.text, char - WINDOW_CHARS, char + WINDOW_CHARS)
+    row.new_text = redacted_window(cur.text, char - WINDOW_CHARS, char + WINDOW_CHARS)
+    return row
+
+
+def lint_requests(
+    requests: list[dict],
+    tokenizer,
+    *,
+    attribution: bool | str | None = None,
+    seed: int = 0,
+    lines: list[int | None] | None = None,
+    source: str = "requests given",
+    model: str = "the tokenizer given",
+) -> LintReport:
+    """Lint a session's requests in order; `attribution` on/off rewrites the attribution line.
+
+    attribution None keeps the requests as captured; on adds the line with a fresh `cch` per
+    request (from `random.Random(seed)`), off removes it — as `CLAUDE_CODE_ATTRIBUTION_HEADER`.
+    """
+    rng, label = random.Random(seed), "as captured"
+    if attribution is not None:
+        on = attribution_enabled(attribution)
+        requests = [with_attribution(r, on, rng=rng) for r in requests]
+        label = "on" if on else "off"
+    lines = lines or [None] * len(requests)
+    rendered = [render_request(r, tokenizer) for r in requests]
+    rows = []
+    for k, cur in enumerate(rendered):
+        if k == 0:
+            first = dict(reused_tokens=0, not_reused_tokens=0, lost_tokens=0, cause="first")
+            rows.append(
+                RequestLint(
+                    0, lines[0], cur.shape, cur.n_tokens, **first, recomputed_tokens=cur.n_tokens
+                )
+            )
+            continue
+        rows.append(_lint_pair(k, lines[k], rendered[k - 1], cur, requests[k - 1], requests[k]))
+    report = LintReport(source=redact(source), model=model, attribution=label, requests=rows)
+    report.n_tokens = sum(r.n_tokens for r in rows)
+    report.recomputed_tokens = sum(r.recomputed_tokens for r in rows)
+    report.lost_tokens = sum(r.lost_tokens for r in rows)
+    report.ideal_recomputed_tokens = report.recomputed_tokens - report.lost_tokens
+    report.loss_fraction = report.lost_tokens / report.n_tokens if report.n_tokens else 0.0
+    for key in dict.fromkeys(r.cause for r in rows if r.cause != "first"):
+        hit = [r for r in rows if r.cause == key]
+        lost = sum(r.lost_tokens for r in hit)
+        summary = CauseSummary(
+            key, CAUSES[key].label, [r.index for r in hit], lost, CAUSES[key].fix
+        )
+        report.causes.append(summary)
+    report.causes.sort(key=lambda c: (c.cause == "append-only", -c.lost_tokens))
+    return report
+
+
+def lint_file(
+    path: str | Path,
+    tokenizer=None,
+    *,
+    model: str | None = None,
+    attribution: bool | str | None = None,
+    seed: int = 0,
+) -> LintReport:
+    """Lint a request file (JSONL or JSON) with `tokenizer`, else the tokenizer of `model`."""
+    from labkit.models import load_tokenizer, resolve_model_name
+
+    pairs, errors = read_captured(path)
+    label = model or "the tokenizer given"
+    if tokenizer is None:
+        tokenizer, label = load_tokenizer(model), resolve_model_name(model)
+    requests, lines = [r for r, _ in pairs], [n for _, n in pairs]
+    report = lint_requests(
+        requests,
+        tokenizer,
+        attribution=attribution,
+        seed=seed,
+        lines=lines,
+        source=str(path),
+        model=label,
+    )
+    report.errors = errors
+    return report

@@ -1,0 +1,184 @@
+"""Write a lint report as a table with a summary per cause, or as JSON; run `labkit lint`.
+
+The JSON (schema "labkit.lint/1") is one object:
+
+    {"schema": "labkit.lint/1", "source": str, "model": str,
+     "attribution": "on" | "off" | "as captured",
+     "totals": {"requests": int, "n_tokens": int, "recomputed_tokens": int,
+                "ideal_recomputed_tokens": int, "lost_tokens": int, "loss_fraction": float},
+     "requests": [{"index": int, "line": int | null, "shape": str, "n_tokens": int,
+                   "reused_tokens": int, "recomputed_tokens": int, "not_reused_tokens": int,
+                   "lost_tokens": int, "cause": str, "label": str, "where": str, "detail": str,
+                   "divergence": null | {"token": int, "char_span": [int, int],
+                                         "previous_char_span": [int, int],
+                                         "previous_text": str, "new_text": str}}],
+     "causes": [{"cause": str, "label": str, "requests": [int], "lost_tokens": int,
+                 "fix": str}],
+     "errors": [{"line": int | null, "message": str}]}
+
+`cause` is a key of `labkit.lint_causes.CAUSES`. `token` is the first token that differs from
+the previous request (== reused_tokens); `char_span` is the changed characters of this request's
+rendered text and `previous_char_span` those of the previous one (both start where the texts
+first differ; an empty span is a deletion); the texts are windows of 40 characters each side of
+that point. `lost_tokens` sum to totals.lost_tokens; loss_fraction = lost_tokens / n_tokens.
+Every string is redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+from labkit.lint_causes import CAUSES
+from labkit.lint_redact import redact
+
+__all__ = ["SCHEMA", "add_cli", "format_report", "report_json"]
+
+SCHEMA = "labkit.lint/1"
+
+
+def report_json(report) -> dict:
+    """Return a LintReport as a JSON-ready dict (schema "labkit.lint/1"), redacted."""
+    requests = []
+    for r in report.requests:
+        divergence = None
+        if r.token is not None:
+            divergence = {
+                "token": r.token,
+                "char_span": list(r.char_span),
+                "previous_char_span": list(r.previous_char_span),
+                "previous_text": r.previous_text,
+                "new_text": r.new_text,
+            }
+        fields = ("index", "line", "shape", "n_tokens", "reused_tokens", "recomputed_tokens")
+        row = {name: getattr(r, name) for name in fields}
+        row |= {"not_reused_tokens": r.not_reused_tokens, "lost_tokens": r.lost_tokens}
+        row |= {"cause": r.cause, "label": CAUSES[r.cause].label, "where": r.where}
+        requests.append(row | {"detail": r.detail, "divergence": divergence})
+    out = {
+        "schema": SCHEMA,
+        "source": report.source,
+        "model": report.model,
+        "attribution": report.attribution,
+        "totals": {
+            "requests": len(report.requests),
+            "n_tokens": report.n_tokens,
+            "recomputed_tokens": report.recomputed_tokens,
+            "ideal_recomputed_tokens": report.ideal_recomputed_tokens,
+            "lost_tokens": report.lost_tokens,
+            "loss_fraction": round(report.loss_fraction, 6),
+        },
+        "requests": requests,
+        "causes": [vars(c) | {"requests": list(c.requests)} for c in report.causes],
+        "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+    }
+    return _redacted(out)
+
+
+def _redacted(value):
+    """Return a JSON-ready value with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def _ranges(indices: list[int]) -> str:
+    """Return "1–3, 7" for [1, 2, 3, 7]."""
+    parts, start = [], None
+    for i, k in enumerate(indices):
+        start = k if start is None else start
+        if i + 1 == len(indices) or indices[i + 1] != k + 1:
+            parts.append(f"{start}" if start == k else f"{start}–{k}")
+            start = None
+    return ", ".join(parts)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_report(report, width: int = 120) -> str:
+    """Return a LintReport as text: a row per request, a summary per cause, errors; redacted."""
+    n = len(report.requests)
+    cause_w = max([12] + [len(r.cause) for r in report.requests])
+    head = f"{'#':>3} {'line':>5} {'tokens':>7} {'reused':>7} {'recomputed':>10} {'lost':>7}  "
+    out = [
+        f"labkit lint {report.source}: {n} request(s), tokenizer {report.model}, "
+        f"attribution {report.attribution}",
+        "",
+        head + f"{'cause':<{cause_w}}  where",
+    ]
+    for r in report.requests:
+        where = "—" if r.token is None else f"{r.where}: {r.detail}"  # diverges at token `reused`
+        row = (
+            f"{r.index:>3} {r.line or '':>5} {r.n_tokens:>7,} {r.reused_tokens:>7,} "
+            f"{r.recomputed_tokens:>10,} {r.lost_tokens:>7,}  {r.cause:<{cause_w}}  "
+        )
+        out.append(row + _one_line(where, max(24, width - len(row))))
+    out += [
+        "",
+        f"Session: {report.n_tokens:,} prompt tokens, {report.recomputed_tokens:,} recomputed "
+        f"where append-only requests need {report.ideal_recomputed_tokens:,}: "
+        f"{report.lost_tokens:,} lost ({report.loss_fraction:.1%} of the session).",
+    ]
+    if report.causes:
+        out += ["", "By cause:"]
+    for c in report.causes:
+        out.append(
+            f"  {c.cause} — {c.label}: request(s) {_ranges(c.requests)}, "
+            f"{c.lost_tokens:,} tokens lost"
+        )
+        example = next((r for r in report.requests if r.cause == c.cause and r.token), None)
+        if example is not None:
+            out.append(f"      was: …{_one_line(example.previous_text, width - 12)}…")
+            out.append(f"      now: …{_one_line(example.new_text, width - 12)}…")
+        out += textwrap.wrap(
+            f"fix: {c.fix}", width, initial_indent=" " * 6, subsequent_indent=" " * 11
+        )
+    if report.errors:
+        out += ["", f"Could not read {len(report.errors)} line(s); the others are linted above:"]
+        out += [f"  {e.message}" for e in report.errors]
+    return redact("\n".join(out))
+
+
+def _cmd_lint(args) -> int:
+    from labkit.lint import lint_file
+
+    try:
+        report = lint_file(args.requests, model=args.model, attribution=args.attribution)
+    except (RuntimeError, ValueError, OSError) as err:  # say it without echoing a secret
+        raise RuntimeError(redact(str(err))) from None
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    if report.errors:
+        print(f"labkit lint: {len(report.errors)} line(s) could not be read", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def add_cli(sub) -> None:
+    """Add the `lint` command to the `labkit` command's subparsers."""
+    lint = sub.add_parser(
+        "lint",
+        help="find where captured requests stop reusing the KV cache, and why",
+        description="Render and tokenize captured requests (JSONL or JSON), find where each "
+        "diverges from the previous one, name the likely cause and suggest a fix. Secrets are "
+        "redacted from all output. Exit status: 0, or 1 when some lines could not be read.",
+    )
+    lint.add_argument("requests", help="request file: JSONL (one request a line) or JSON")
+    lint.add_argument(
+        "--attribution",
+        choices=["on", "off"],
+        help="on: add the attribution line with a fresh cch per request; off: remove it "
+        "(default: the requests as captured)",
+    )
+    lint.add_argument("--json", action="store_true", help=f'print JSON (schema "{SCHEMA}")')
+    lint.add_argument("--model", help="tokenizer to use (default: the default model's)")
+    lint.set_defaults(func=_cmd_lint)
