@@ -1,12 +1,8 @@
-"""Load coding-agent sessions (Anthropic or OpenAI requests, or rendered prompts) and render them.
+"""Render coding-agent sessions (Anthropic or OpenAI requests, or rendered prompts) into tokens.
 
-A session file holds the requests a client sent, in order: JSON (one request or a list) or JSONL
-(one request a line). Three shapes are read:
-
-- Anthropic Messages: `{"system": ..., "tools": [...], "messages": [...]}` with text, tool_use,
-  tool_result and thinking blocks;
-- OpenAI chat: `{"messages": [{"role": "system"|"user"|"assistant"|"tool", ...}], "tools": [...]}`;
-- an already-rendered prompt: `{"prompt": "..."}`, tokenized as it is (no chat template).
+Reading and checking session files lives in `labkit.session_format`, the attribution line and
+other request edits in `labkit.session_edits`; their public names are re-exported here, so
+`from labkit.sessions import load_requests, with_attribution` keeps working.
 
 Rendering is deterministic: tool inputs and schemas are written with `json.dumps` in the
 request's own key order (never sorted), so a key-order change in a request shows up as a token
@@ -17,14 +13,19 @@ request k+1 extends request k's messages, its tokens start with all of request k
 from __future__ import annotations
 
 import bisect
-import copy
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.header import HEADER_NAME, attribution_enabled, billing_header
+from labkit.header import attribution_enabled
+from labkit.session_edits import HEADER_LINE, with_attribution
+from labkit.session_format import (
+    SessionFormatError,
+    load_requests,
+    request_shape,
+    validate_request,
+)
 
 __all__ = [
     "HEADER_LINE",
@@ -38,147 +39,12 @@ __all__ = [
     "with_attribution",
 ]
 
-# The attribution line wherever it starts a line, up to a newline (taken too) or a special token.
-HEADER_LINE = re.compile(rf"^{re.escape(HEADER_NAME)}:[^\n<]*\n?", re.MULTILINE)
 TOOLS_HEADING = (
     "# Tools\n\nYou can call the tools below. To call one, write "
     '<tool_call id=ID>{"name": NAME, "input": {...}}</tool_call>; each result comes back in '
     "the next user turn as <tool_result id=ID>...</tool_result>."
 )
 _SEP = "\n"  # between system blocks, between content blocks of one message
-
-
-class SessionFormatError(ValueError):
-    """A session file or request does not have a shape labkit reads."""
-
-
-_BLOCKS = {"user": ("text", "tool_result"), "assistant": ("text", "tool_use", "thinking")}
-_OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
-_ANTHROPIC_ONLY = ("tool_use", "tool_result", "thinking")
-
-
-def _check(ok: bool, where: str, problem: str) -> None:
-    if not ok:
-        raise SessionFormatError(f"{where}: {problem}")
-
-
-def _check_text_parts(parts, where: str, what: str = "a string or a list of text blocks") -> None:
-    if isinstance(parts, str):
-        return
-    _check(isinstance(parts, list), where, f"must be {what}, not {type(parts).__name__}")
-    for i, part in enumerate(parts):
-        _check(isinstance(part, dict), f"{where}[{i}]", "must be an object")
-        _check(
-            part.get("type") == "text",
-            f"{where}[{i}]",
-            f"expected a text block, got type {part.get('type')!r}",
-        )
-        _check(isinstance(part.get("text"), str), f"{where}[{i}].text", "missing or not a string")
-
-
-def request_shape(request) -> str:
-    """Return the request's shape: "prompt", "openai" or "anthropic" (not checked in depth)."""
-    _check(isinstance(request, dict), "request", f"must be an object, not {type(request).__name__}")
-    if "prompt" in request:
-        return "prompt"
-    messages = request.get("messages")
-    _check(
-        isinstance(messages, list) and messages,
-        "messages",
-        'missing or not a non-empty list (write {"prompt": ...} for an already-rendered prompt)',
-    )
-    openai_tools = any(isinstance(t, dict) and "function" in t for t in request.get("tools") or [])
-    openai_roles = any(
-        isinstance(m, dict)
-        and (m.get("role") in ("system", "developer", "tool") or "tool_calls" in m)
-        for m in messages
-    )
-    anthropic = "system" in request or any(
-        isinstance(m, dict)
-        and isinstance(m.get("content"), list)
-        and any(isinstance(b, dict) and b.get("type") in _ANTHROPIC_ONLY for b in m["content"])
-        for m in messages
-    )
-    return "openai" if (openai_tools or openai_roles) and not anthropic else "anthropic"
-
-
-def validate_request(request) -> str:
-    """Check one request's shape and return it; raise SessionFormatError naming the field."""
-    shape = request_shape(request)
-    if shape == "prompt":
-        _check(isinstance(request["prompt"], str), "prompt", "must be a string")
-        return shape
-    tools = request.get("tools") or []
-    _check(isinstance(tools, list), "tools", "must be a list")
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        _check(isinstance(tool, dict), where, "must be an object")
-        if shape == "openai":
-            tool, where = tool.get("function"), f"{where}.function"
-            _check(
-                isinstance(tool, dict),
-                where,
-                'missing (write {"type": "function", '
-                '"function": {"name": ..., "parameters": {...}}})',
-            )
-        schema = "parameters" if shape == "openai" else "input_schema"
-        _check(isinstance(tool.get("name"), str), f"{where}.name", "missing or not a string")
-        _check(isinstance(tool.get(schema, {}), dict), f"{where}.{schema}", "must be an object")
-        _check(shape == "openai" or schema in tool, f"{where}.{schema}", "missing")
-    if shape == "anthropic" and request.get("system") is not None:
-        _check_text_parts(request["system"], "system")
-    for i, message in enumerate(request["messages"]):
-        (_check_openai if shape == "openai" else _check_anthropic)(message, f"messages[{i}]")
-    return shape
-
-
-def _check_anthropic(message, where: str) -> None:
-    _check(isinstance(message, dict), where, "must be an object")
-    role, content = message.get("role"), message.get("content")
-    _check(role in _BLOCKS, f"{where}.role", f"must be 'user' or 'assistant', not {role!r}")
-    if isinstance(content, str):
-        return
-    _check(isinstance(content, list), f"{where}.content", "must be a string or a list of blocks")
-    for j, block in enumerate(content):
-        at = f"{where}.content[{j}]"
-        _check(isinstance(block, dict), at, "must be an object")
-        kind = block.get("type")
-        known = ("text", "tool_use", "tool_result", "thinking")
-        _check(kind in known, at, f"unknown block type {kind!r} (labkit reads {', '.join(known)})")
-        _check(kind in _BLOCKS[role], at, f"a {kind} block does not belong in a {role} message")
-        if kind == "text":
-            _check(isinstance(block.get("text"), str), f"{at}.text", "missing or not a string")
-        elif kind == "tool_use":
-            for key, typ in (("id", str), ("name", str), ("input", dict)):
-                _check(isinstance(block.get(key), typ), f"{at}.{key}", "missing or wrong type")
-        elif kind == "tool_result":
-            _check(isinstance(block.get("tool_use_id"), str), f"{at}.tool_use_id", "missing")
-            _check_text_parts(block.get("content", ""), f"{at}.content")
-
-
-def _check_openai(message, where: str) -> None:
-    _check(isinstance(message, dict), where, "must be an object")
-    role, content = message.get("role"), message.get("content")
-    _check(
-        role in _OPENAI_ROLES,
-        f"{where}.role",
-        f"must be one of {', '.join(_OPENAI_ROLES)}, not {role!r}",
-    )
-    if content is not None or role != "assistant":
-        _check_text_parts(content, f"{where}.content", "a string or a list of text parts")
-    if role == "tool":
-        _check(isinstance(message.get("tool_call_id"), str), f"{where}.tool_call_id", "missing")
-    for j, call in enumerate(message.get("tool_calls") or []):
-        at = f"{where}.tool_calls[{j}]"
-        fn = call.get("function") if isinstance(call, dict) else None
-        _check(
-            isinstance(fn, dict) and isinstance(fn.get("name"), str),
-            f"{at}.function.name",
-            "missing or not a string",
-        )
-        _check(isinstance(call.get("id"), str), f"{at}.id", "missing or not a string")
-        args = fn.get("arguments", "{}")
-        _check(isinstance(args, str), f"{at}.function.arguments", "must be a JSON string")
 
 
 @dataclass
@@ -200,114 +66,6 @@ class RenderedRequest:
 
     def __post_init__(self) -> None:
         self.n_tokens = len(self.tokens)
-
-
-def load_requests(path: str | Path) -> list[dict]:
-    """Return the requests in a JSON (one request or a list) or JSONL (one a line) file, checked.
-
-    Raises SessionFormatError naming the file, the request (0-based) and line, and the field.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No session file at {path}: check the path (see data/sessions/).")
-    text = path.read_text(encoding="utf-8")
-    items: list[tuple[dict, int | None]] = []  # (request, line number or None)
-    if path.suffix != ".jsonl":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            if path.suffix == ".json":
-                raise SessionFormatError(
-                    f"{path}: not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
-                ) from err
-        else:
-            items = [(r, None) for r in (data if isinstance(data, list) else [data])]
-    if not items:
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((json.loads(line), line_no))
-            except json.JSONDecodeError as err:
-                raise SessionFormatError(
-                    f"{path}: line {line_no}: not valid JSON: {err.msg} (column {err.colno})"
-                ) from err
-    if not items:
-        raise SessionFormatError(f"{path}: no requests found; write one JSON request a line.")
-    for index, (request, line_no) in enumerate(items):
-        try:
-            validate_request(request)
-        except SessionFormatError as err:
-            where = f"request {index}" + (f" (line {line_no})" if line_no else "")
-            raise SessionFormatError(f"{path}: {where}: {err}") from None
-    return [request for request, _ in items]
-
-
-def _strip_header(text: str) -> str:
-    return HEADER_LINE.sub("", text)
-
-
-def with_attribution(
-    request: dict,
-    enabled: bool | str | None,
-    *,
-    cch: str | None = None,
-    rng: random.Random | None = None,
-) -> dict:
-    """Return a copy of `request` with the attribution line first (enabled) or removed (disabled).
-
-    `enabled` is read like $CLAUDE_CODE_ATTRIBUTION_HEADER ("0"/"off" turn it off; None reads the
-    variable). An attribution line already in the request is replaced or removed, so captured
-    sessions work both ways. Anthropic shape: the line is system block 0; OpenAI shape: the first
-    line of the first system message. A `{"prompt": ...}` request is already rendered: enabled
-    leaves it as it is, disabled removes lines that start with the header name.
-    """
-    request = copy.deepcopy(request)
-    line = billing_header(cch, rng=rng) if attribution_enabled(enabled) else None
-    shape = request_shape(request)
-    if shape == "prompt":
-        if line is None:
-            request["prompt"] = _strip_header(request["prompt"])
-    elif shape == "anthropic":
-        system = request.get("system")
-        if isinstance(system, str):
-            system = _strip_header(system)
-            blocks = [{"type": "text", "text": t} for t in (line, system) if t]
-            request["system"] = system if line is None else blocks
-            return request
-        blocks = []
-        for block in system or []:
-            text = _strip_header(block["text"])
-            if text or not block["text"]:
-                blocks.append({**block, "text": text})
-        if line is not None:
-            blocks.insert(0, {"type": "text", "text": line})
-        if blocks or system is not None:
-            request["system"] = blocks
-    else:
-        messages = request["messages"]
-        for message in messages:
-            if message.get("role") in ("system", "developer"):
-                message["content"] = _strip_openai_header(message.get("content"))
-        request["messages"] = messages = [
-            m for m in messages if m.get("role") not in ("system", "developer") or m["content"]
-        ]
-        if line is not None:
-            first = next((m for m in messages if m.get("role") in ("system", "developer")), None)
-            if first is None:
-                messages.insert(0, {"role": "system", "content": line})
-            elif isinstance(first["content"], str):
-                first["content"] = line + _SEP + first["content"]
-            else:
-                first["content"].insert(0, {"type": "text", "text": line})
-    return request
-
-
-def _strip_openai_header(content):
-    if isinstance(content, str):
-        return _strip_header(content)
-    parts = [{**p, "text": _strip_header(p["text"])} for p in content or []]
-    return [p for p in parts if p["text"]]
 
 
 class _Builder:

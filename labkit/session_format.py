@@ -1,0 +1,191 @@
+"""Read and check session files: the request shapes labkit reads, with errors that name the field.
+
+A session file holds the requests a client sent, in order: JSON (one request or a list) or JSONL
+(one request a line). Three shapes are read:
+
+- Anthropic Messages: `{"system": ..., "tools": [...], "messages": [...]}` with text, tool_use,
+  tool_result and thinking blocks;
+- OpenAI chat: `{"messages": [{"role": "system"|"user"|"assistant"|"tool", ...}], "tools": [...]}`;
+- an already-rendered prompt: `{"prompt": "..."}`, tokenized as it is (no chat template).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["SessionFormatError", "load_requests", "request_shape", "validate_request"]
+
+
+class SessionFormatError(ValueError):
+    """A session file or request does not have a shape labkit reads."""
+
+
+_BLOCKS = {"user": ("text", "tool_result"), "assistant": ("text", "tool_use", "thinking")}
+_OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
+_ANTHROPIC_ONLY = ("tool_use", "tool_result", "thinking")
+
+
+def _check(ok: bool, where: str, problem: str) -> None:
+    if not ok:
+        raise SessionFormatError(f"{where}: {problem}")
+
+
+def _check_text_parts(parts, where: str, what: str = "a string or a list of text blocks") -> None:
+    if isinstance(parts, str):
+        return
+    _check(isinstance(parts, list), where, f"must be {what}, not {type(parts).__name__}")
+    for i, part in enumerate(parts):
+        _check(isinstance(part, dict), f"{where}[{i}]", "must be an object")
+        _check(
+            part.get("type") == "text",
+            f"{where}[{i}]",
+            f"expected a text block, got type {part.get('type')!r}",
+        )
+        _check(isinstance(part.get("text"), str), f"{where}[{i}].text", "missing or not a string")
+
+
+def request_shape(request) -> str:
+    """Return the request's shape: "prompt", "openai" or "anthropic" (not checked in depth)."""
+    _check(isinstance(request, dict), "request", f"must be an object, not {type(request).__name__}")
+    if "prompt" in request:
+        return "prompt"
+    messages = request.get("messages")
+    _check(
+        isinstance(messages, list) and messages,
+        "messages",
+        'missing or not a non-empty list (write {"prompt": ...} for an already-rendered prompt)',
+    )
+    openai_tools = any(isinstance(t, dict) and "function" in t for t in request.get("tools") or [])
+    openai_roles = any(
+        isinstance(m, dict)
+        and (m.get("role") in ("system", "developer", "tool") or "tool_calls" in m)
+        for m in messages
+    )
+    anthropic = "system" in request or any(
+        isinstance(m, dict)
+        and isinstance(m.get("content"), list)
+        and any(isinstance(b, dict) and b.get("type") in _ANTHROPIC_ONLY for b in m["content"])
+        for m in messages
+    )
+    return "openai" if (openai_tools or openai_roles) and not anthropic else "anthropic"
+
+
+def validate_request(request) -> str:
+    """Check one request's shape and return it; raise SessionFormatError naming the field."""
+    shape = request_shape(request)
+    if shape == "prompt":
+        _check(isinstance(request["prompt"], str), "prompt", "must be a string")
+        return shape
+    tools = request.get("tools") or []
+    _check(isinstance(tools, list), "tools", "must be a list")
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        _check(isinstance(tool, dict), where, "must be an object")
+        if shape == "openai":
+            tool, where = tool.get("function"), f"{where}.function"
+            _check(
+                isinstance(tool, dict),
+                where,
+                'missing (write {"type": "function", '
+                '"function": {"name": ..., "parameters": {...}}})',
+            )
+        schema = "parameters" if shape == "openai" else "input_schema"
+        _check(isinstance(tool.get("name"), str), f"{where}.name", "missing or not a string")
+        _check(isinstance(tool.get(schema, {}), dict), f"{where}.{schema}", "must be an object")
+        _check(shape == "openai" or schema in tool, f"{where}.{schema}", "missing")
+    if shape == "anthropic" and request.get("system") is not None:
+        _check_text_parts(request["system"], "system")
+    for i, message in enumerate(request["messages"]):
+        (_check_openai if shape == "openai" else _check_anthropic)(message, f"messages[{i}]")
+    return shape
+
+
+def _check_anthropic(message, where: str) -> None:
+    _check(isinstance(message, dict), where, "must be an object")
+    role, content = message.get("role"), message.get("content")
+    _check(role in _BLOCKS, f"{where}.role", f"must be 'user' or 'assistant', not {role!r}")
+    if isinstance(content, str):
+        return
+    _check(isinstance(content, list), f"{where}.content", "must be a string or a list of blocks")
+    for j, block in enumerate(content):
+        at = f"{where}.content[{j}]"
+        _check(isinstance(block, dict), at, "must be an object")
+        kind = block.get("type")
+        known = ("text", "tool_use", "tool_result", "thinking")
+        _check(kind in known, at, f"unknown block type {kind!r} (labkit reads {', '.join(known)})")
+        _check(kind in _BLOCKS[role], at, f"a {kind} block does not belong in a {role} message")
+        if kind == "text":
+            _check(isinstance(block.get("text"), str), f"{at}.text", "missing or not a string")
+        elif kind == "tool_use":
+            for key, typ in (("id", str), ("name", str), ("input", dict)):
+                _check(isinstance(block.get(key), typ), f"{at}.{key}", "missing or wrong type")
+        elif kind == "tool_result":
+            _check(isinstance(block.get("tool_use_id"), str), f"{at}.tool_use_id", "missing")
+            _check_text_parts(block.get("content", ""), f"{at}.content")
+
+
+def _check_openai(message, where: str) -> None:
+    _check(isinstance(message, dict), where, "must be an object")
+    role, content = message.get("role"), message.get("content")
+    _check(
+        role in _OPENAI_ROLES,
+        f"{where}.role",
+        f"must be one of {', '.join(_OPENAI_ROLES)}, not {role!r}",
+    )
+    if content is not None or role != "assistant":
+        _check_text_parts(content, f"{where}.content", "a string or a list of text parts")
+    if role == "tool":
+        _check(isinstance(message.get("tool_call_id"), str), f"{where}.tool_call_id", "missing")
+    for j, call in enumerate(message.get("tool_calls") or []):
+        at = f"{where}.tool_calls[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        _check(
+            isinstance(fn, dict) and isinstance(fn.get("name"), str),
+            f"{at}.function.name",
+            "missing or not a string",
+        )
+        _check(isinstance(call.get("id"), str), f"{at}.id", "missing or not a string")
+        args = fn.get("arguments", "{}")
+        _check(isinstance(args, str), f"{at}.function.arguments", "must be a JSON string")
+
+
+def load_requests(path: str | Path) -> list[dict]:
+    """Return the requests in a JSON (one request or a list) or JSONL (one a line) file, checked.
+
+    Raises SessionFormatError naming the file, the request (0-based) and line, and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No session file at {path}: check the path (see data/sessions/).")
+    text = path.read_text(encoding="utf-8")
+    items: list[tuple[dict, int | None]] = []  # (request, line number or None)
+    if path.suffix != ".jsonl":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            if path.suffix == ".json":
+                raise SessionFormatError(
+                    f"{path}: not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
+                ) from err
+        else:
+            items = [(r, None) for r in (data if isinstance(data, list) else [data])]
+    if not items:
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((json.loads(line), line_no))
+            except json.JSONDecodeError as err:
+                raise SessionFormatError(
+                    f"{path}: line {line_no}: not valid JSON: {err.msg} (column {err.colno})"
+                ) from err
+    if not items:
+        raise SessionFormatError(f"{path}: no requests found; write one JSON request a line.")
+    for index, (request, line_no) in enumerate(items):
+        try:
+            validate_request(request)
+        except SessionFormatError as err:
+            where = f"request {index}" + (f" (line {line_no})" if line_no else "")
+            raise SessionFormatError(f"{path}: {where}: {err}") from None
+    return [request for request, _ in items]
