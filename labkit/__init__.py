@@ -1,6 +1,27 @@
-"""labkit: measure how LLM inference reuses its KV cache, and what one changing token costs."""
+"""labkit: measure how LLM inference reuses its KV cache, and what one changing token costs.
 
+The public names below are the ones the notebooks use most; figures and widgets live in
+`labkit.figures_*` and `labkit.widgets_*`. Importing labkit loads no model and changes no setting.
+"""
+
+from labkit.bench import prefix_reuse_sweep
+from labkit.cache import (
+    CacheMismatchError,
+    cache_bytes,
+    cache_len,
+    common_prefix_len,
+    copy_cache,
+    crop_cache,
+    extend,
+    extend_checked,
+    kv_cache_bytes,
+    prefill,
+)
 from labkit.device import default_dtype, device_name, pick_device
+from labkit.engines import ENGINE_NAMES, ServeResult, make_engine, simulate
+from labkit.env import environment_report, small_mode
+from labkit.header import attribution_enabled, billing_header
+from labkit.lint import lint_file, lint_requests
 from labkit.models import (
     DEFAULT_MODEL,
     ModelNotAvailableError,
@@ -8,17 +29,54 @@ from labkit.models import (
     load_model,
     load_tokenizer,
 )
+from labkit.prefix_cache import PrefixCache
+from labkit.sessions import (
+    RenderedRequest,
+    SessionFormatError,
+    load_requests,
+    render_request,
+    render_session,
+    with_attribution,
+)
 from labkit.timing import Timing, measure
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ENGINE_NAMES",
+    "CacheMismatchError",
     "ModelNotAvailableError",
+    "PrefixCache",
+    "RenderedRequest",
+    "ServeResult",
+    "SessionFormatError",
     "Timing",
+    "attribution_enabled",
+    "billing_header",
+    "cache_bytes",
+    "cache_len",
+    "common_prefix_len",
+    "copy_cache",
+    "crop_cache",
     "default_dtype",
     "default_model_ready",
     "device_name",
+    "environment_report",
+    "extend",
+    "extend_checked",
+    "kv_cache_bytes",
+    "lint_file",
+    "lint_requests",
     "load_model",
+    "load_requests",
     "load_tokenizer",
+    "make_engine",
     "measure",
     "pick_device",
+    "prefill",
+    "prefix_reuse_sweep",
+    "render_request",
+    "render_session",
+    "simulate",
+    "small_mode",
+    "with_attribution",
 ]

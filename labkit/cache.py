@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from labkit.engine_base import common_prefix_len as _common_prefix_len
+
 
 class CacheMismatchError(ValueError):
     """A cache was about to be reused for tokens it was not computed from."""
@@ -220,11 +222,8 @@ def cache_bytes(cache) -> int:
 
 
 def common_prefix_len(a, b) -> int:
-    """Return how many leading token ids two sequences share."""
-    a, b = as_token_ids(a), as_token_ids(b)
-    n = min(len(a), len(b))
-    differ = (a[:n] != b[:n]).nonzero()
-    return int(differ[0, 0]) if len(differ) else n
+    """Return how many leading token ids two sequences (lists or tensors) share."""
+    return _common_prefix_len(as_token_ids(a).tolist(), as_token_ids(b).tolist())
 
 
 def check_prefix(cached_ids, input_ids) -> int:

@@ -105,3 +105,16 @@ def test_sha256_file_matches_hashlib(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(b"labkit" * 1000)
     assert fetch.sha256_file(path) == hashlib.sha256(b"labkit" * 1000).hexdigest()
+
+
+def test_importing_labkit_loads_no_model_and_no_heavy_library():
+    code = (
+        "import sys, labkit; "
+        "heavy = [m for m in ('transformers', 'plotly', 'ipywidgets') if m in sys.modules]; "
+        "assert not heavy, heavy; assert set(labkit.__all__) <= set(dir(labkit))"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
