@@ -18,7 +18,7 @@ from labkit.cache import (
     prefill,
 )
 from labkit.device import default_dtype, device_name, pick_device
-from labkit.engines import ENGINE_NAMES, ServeResult, make_engine, simulate
+from labkit.engines import ENGINE_NAMES, ServeResult, make_engine
 from labkit.env import environment_report, small_mode
 from labkit.header import attribution_enabled, billing_header
 from labkit.lint import lint_file, lint_requests
@@ -76,7 +76,6 @@ __all__ = [
     "prefix_reuse_sweep",
     "render_request",
     "render_session",
-    "simulate",
     "small_mode",
     "with_attribution",
 ]

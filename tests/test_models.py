@@ -111,7 +111,8 @@ def test_importing_labkit_loads_no_model_and_no_heavy_library():
     code = (
         "import sys, labkit; "
         "heavy = [m for m in ('transformers', 'plotly', 'ipywidgets') if m in sys.modules]; "
-        "assert not heavy, heavy; assert set(labkit.__all__) <= set(dir(labkit))"
+        "assert not heavy, heavy; assert set(labkit.__all__) <= set(dir(labkit)); "
+        "import labkit.simulate; assert callable(labkit.simulate.add_cli)"
     )
     import subprocess
     import sys
