@@ -26,6 +26,7 @@ from labkit.lint_causes import CAUSES
 from labkit.lint_diff import changed_ends, compare_requests, message_at
 from labkit.lint_redact import redact, redacted_window
 from labkit.lint_report import SCHEMA, add_cli, format_report, report_json
+from labkit.session_format import read_json_items
 from labkit.sessions import SessionFormatError, render_request, validate_request, with_attribution
 
 __all__ = [
@@ -124,26 +125,11 @@ def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No request file at {path}: check the path (see data/sessions/).")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    items: list[tuple[object, int | None]] = []
-    requests, errors = [], []
-    if path.suffix != ".jsonl":
-        try:
-            data = json.loads(text)
-            items = [(r, None) for r in (data if isinstance(data, list) else [data])]
-        except json.JSONDecodeError as err:
-            if path.suffix == ".json":  # one JSON document: nothing to read line by line
-                where = f"line {err.lineno}, column {err.colno}"
-                return [], [LintError(err.lineno, f"not valid JSON: {err.msg} ({where})")]
-    if not items:
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((json.loads(line), line_no))
-            except json.JSONDecodeError as err:
-                message = f"line {line_no}: not valid JSON: {err.msg} (column {err.colno})"
-                errors.append(LintError(line_no, message))
+    items, bad_lines = read_json_items(
+        path.read_text(encoding="utf-8", errors="replace"), path.suffix
+    )
+    requests = []
+    errors = [LintError(line_no, message) for line_no, message in bad_lines]
     for index, (item, line_no) in enumerate(items):
         try:
             requests.append((_unwrap(item), line_no))

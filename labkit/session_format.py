@@ -150,6 +150,34 @@ def _check_openai(message, where: str) -> None:
         _check(isinstance(args, str), f"{at}.function.arguments", "must be a JSON string")
 
 
+def read_json_items(text: str, suffix: str = "") -> tuple[list[tuple], list[tuple]]:
+    """Parse JSON (one object or a list) or JSONL text; return ([(item, line)], [(line, error)]).
+
+    A ".jsonl" file is read line by line; a ".json" file as one document; anything else as one
+    document if it parses, else line by line. Line numbers are 1-based (None for one document).
+    """
+    if suffix != ".jsonl":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            if suffix == ".json":  # one JSON document: nothing to read line by line
+                where = f"line {err.lineno}, column {err.colno}"
+                return [], [(err.lineno, f"not valid JSON: {err.msg} ({where})")]
+        else:
+            return [(item, None) for item in (data if isinstance(data, list) else [data])], []
+    items, errors = [], []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((json.loads(line), line_no))
+        except json.JSONDecodeError as err:
+            errors.append(
+                (line_no, f"line {line_no}: not valid JSON: {err.msg} (column {err.colno})")
+            )
+    return items, errors
+
+
 def load_requests(path: str | Path) -> list[dict]:
     """Return the requests in a JSON (one request or a list) or JSONL (one a line) file, checked.
 
@@ -158,28 +186,10 @@ def load_requests(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No session file at {path}: check the path (see data/sessions/).")
-    text = path.read_text(encoding="utf-8")
-    items: list[tuple[dict, int | None]] = []  # (request, line number or None)
-    if path.suffix != ".jsonl":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            if path.suffix == ".json":
-                raise SessionFormatError(
-                    f"{path}: not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
-                ) from err
-        else:
-            items = [(r, None) for r in (data if isinstance(data, list) else [data])]
-    if not items:
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((json.loads(line), line_no))
-            except json.JSONDecodeError as err:
-                raise SessionFormatError(
-                    f"{path}: line {line_no}: not valid JSON: {err.msg} (column {err.colno})"
-                ) from err
+    items, bad_lines = read_json_items(path.read_text(encoding="utf-8"), path.suffix)
+    if bad_lines:
+        line_no, message = bad_lines[0]
+        raise SessionFormatError(f"{path}: {message}")
     if not items:
         raise SessionFormatError(f"{path}: no requests found; write one JSON request a line.")
     for index, (request, line_no) in enumerate(items):

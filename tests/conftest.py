@@ -3,7 +3,7 @@
 import pytest
 
 import labkit
-from labkit.models import default_model_ready
+from labkit.models import default_model_ready, load_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,17 @@ def default_model():
     if not default_model_ready():
         pytest.skip("the default model is not prepared: run `labkit fetch` (make setup does)")
     return labkit.load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_tok():
+    """Return the tiny model's byte-level ChatML tokenizer (built in code)."""
+    return load_tokenizer("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def smol_tok():
+    """Return the default model's tokenizer, or skip if `labkit fetch` has not run."""
+    if not default_model_ready():
+        pytest.skip("the default model is not prepared: run `labkit fetch` (make setup does)")
+    return load_tokenizer()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from labkit.header import billing_header
-from labkit.models import default_model_ready, load_tokenizer
 from labkit.sessions import (
     HEADER_LINE,
     SessionFormatError,
@@ -29,20 +28,8 @@ READ_FILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_tokenizer("tiny-random")
-
-
-@pytest.fixture(scope="module")
-def smol():
-    if not default_model_ready():
-        pytest.skip("default model not prepared: run `labkit fetch` to check the bundled sessions")
-    return load_tokenizer()
-
-
 def small_session() -> list[dict]:
-    """Return three requests of a tiny agent session, each extending the one before."""
+    """Return three requests of a tiny_tok agent session, each extending the one before."""
     system = [{"type": "text", "text": "You are a coding agent.", "cache_control": EPHEMERAL}]
     turns = [
         {"role": "user", "content": [{"type": "text", "text": "Why does test_a fail?"}]},
@@ -166,9 +153,9 @@ def test_validate_names_the_field(request_, field):
 # Rendering
 
 
-def test_render_maps_blocks_to_chat_template_messages(tiny):
+def test_render_maps_blocks_to_chat_template_messages(tiny_tok):
     request = small_session()[1]
-    rendered = render_request(request, tiny)
+    rendered = render_request(request, tiny_tok)
     tool_call = '<tool_call id=t1>{"name": "read_file", "input": {"path": "a.py"}}</tool_call>'
     tools = json.dumps(READ_FILE["input_schema"])
     system = rendered.text[: rendered.text.index("<|im_end|>")]
@@ -180,47 +167,50 @@ def test_render_maps_blocks_to_chat_template_messages(tiny):
         {"role": "assistant", "content": "Reading the test.\n" + tool_call},
         {"role": "user", "content": "<tool_result id=t1>x</tool_result>"},
     ]
-    by_template = tiny.apply_chat_template(expected, add_generation_prompt=True, tokenize=True)
-    assert rendered.text == tiny.apply_chat_template(expected, add_generation_prompt=True,
+    by_template = tiny_tok.apply_chat_template(expected, add_generation_prompt=True, tokenize=True)
+    assert rendered.text == tiny_tok.apply_chat_template(expected, add_generation_prompt=True,
                                                      tokenize=False)  # fmt: skip
     assert rendered.tokens == list(by_template["input_ids"])
     assert rendered.n_tokens == len(rendered.tokens)
     assert rendered.shape == "anthropic" and rendered.t_s is None
 
 
-def test_render_is_deterministic_and_keeps_key_order(tiny):
+def test_render_is_deterministic_and_keeps_key_order(tiny_tok):
     request = small_session()[1]
-    first, again = render_request(request, tiny), render_request(copy.deepcopy(request), tiny)
+    first, again = (
+        render_request(request, tiny_tok),
+        render_request(copy.deepcopy(request), tiny_tok),
+    )
     assert first.tokens == again.tokens and first.text == again.text
     swapped = copy.deepcopy(request)
     swapped["messages"][1]["content"][1]["input"] = {"mode": "r", "path": "a.py"}
     reordered = copy.deepcopy(swapped)
     reordered["messages"][1]["content"][1]["input"] = {"path": "a.py", "mode": "r"}
-    a, b = render_request(swapped, tiny), render_request(reordered, tiny)
+    a, b = render_request(swapped, tiny_tok), render_request(reordered, tiny_tok)
     assert '{"mode": "r", "path": "a.py"}' in a.text and '{"path": "a.py", "mode": "r"}' in b.text
     assert a.tokens != b.tokens and a.n_tokens == b.n_tokens
 
 
-def test_breakpoints_end_where_cached_blocks_end(tiny):
-    rendered = render_request(small_session()[1], tiny)
+def test_breakpoints_end_where_cached_blocks_end(tiny_tok):
+    rendered = render_request(small_session()[1], tiny_tok)
     assert len(rendered.breakpoints) == 2
     system_end, last_end = rendered.breakpoints
-    assert tiny.decode(rendered.tokens[:system_end]).endswith("You are a coding agent.")
-    assert tiny.decode(rendered.tokens[system_end : system_end + 1]) == "\n"
-    assert tiny.decode(rendered.tokens[:last_end]).endswith("x</tool_result>")
-    assert rendered.tokens[last_end] == tiny.convert_tokens_to_ids("<|im_end|>")
+    assert tiny_tok.decode(rendered.tokens[:system_end]).endswith("You are a coding agent.")
+    assert tiny_tok.decode(rendered.tokens[system_end : system_end + 1]) == "\n"
+    assert tiny_tok.decode(rendered.tokens[:last_end]).endswith("x</tool_result>")
+    assert rendered.tokens[last_end] == tiny_tok.convert_tokens_to_ids("<|im_end|>")
     start, end = rendered.system_span
-    assert tiny.decode(rendered.tokens[start:end]).startswith("You are a coding agent.")
-    assert rendered.tokens[end] == tiny.convert_tokens_to_ids("<|im_end|>")
+    assert tiny_tok.decode(rendered.tokens[start:end]).startswith("You are a coding agent.")
+    assert rendered.tokens[end] == tiny_tok.convert_tokens_to_ids("<|im_end|>")
 
 
-def test_t_s_is_read_when_present(tiny):
+def test_t_s_is_read_when_present(tiny_tok):
     request = {**small_session()[0], "t_s": 12.5}
-    assert render_request(request, tiny).t_s == 12.5
+    assert render_request(request, tiny_tok).t_s == 12.5
 
 
-def test_template_without_chat_template_fails_clearly(tiny):
-    plain = copy.copy(tiny)
+def test_template_without_chat_template_fails_clearly(tiny_tok):
+    plain = copy.copy(tiny_tok)
     plain.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         render_request(small_session()[0], plain)
@@ -229,22 +219,22 @@ def test_template_without_chat_template_fails_clearly(tiny):
 # Attribution
 
 
-def test_header_on_changes_tokens_inside_the_header_line(tiny):
-    rendered = render_session(small_session(), tiny, attribution=True, seed=0)
+def test_header_on_changes_tokens_inside_the_header_line(tiny_tok):
+    rendered = render_session(small_session(), tiny_tok, attribution=True, seed=0)
     cchs = [re.search(r"cch=([0-9a-f]{5});", r.text)[1] for r in rendered]
     assert len(set(cchs)) == len(cchs)
     for before, after in pairwise(rendered):
         start, end = before.header_span
-        assert tiny.decode(before.tokens[start:end]).startswith("x-anthropic-billing-header:")
+        assert tiny_tok.decode(before.tokens[start:end]).startswith("x-anthropic-billing-header:")
         assert start < common_prefix(before.tokens, after.tokens) < end
-    again = render_session(small_session(), tiny, attribution="on", seed=0)
+    again = render_session(small_session(), tiny_tok, attribution="on", seed=0)
     assert [r.tokens for r in again] == [r.tokens for r in rendered]
-    other = render_session(small_session(), tiny, seed=1)
+    other = render_session(small_session(), tiny_tok, seed=1)
     assert other[0].tokens != rendered[0].tokens
 
 
-def test_header_off_renders_append_only(tiny):
-    rendered = render_session(small_session(), tiny, attribution="0")
+def test_header_off_renders_append_only(tiny_tok):
+    rendered = render_session(small_session(), tiny_tok, attribution="0")
     for before, after in pairwise(rendered):
         assert before.header_span is None
         assert after.tokens[: before.n_tokens] == before.tokens
@@ -300,15 +290,15 @@ def openai_request() -> dict:
     }
 
 
-def test_openai_shape_renders_like_the_anthropic_shape(tiny):
-    rendered = render_request(openai_request(), tiny)
+def test_openai_shape_renders_like_the_anthropic_shape(tiny_tok):
+    rendered = render_request(openai_request(), tiny_tok)
     assert rendered.shape == "openai"
-    assert rendered.text == render_request(small_session()[1], tiny).text
-    off = render_session([openai_request()], tiny, attribution=False)[0]
+    assert rendered.text == render_request(small_session()[1], tiny_tok).text
+    off = render_session([openai_request()], tiny_tok, attribution=False)[0]
     assert off.tokens == rendered.tokens
 
 
-def test_openai_attribution_is_the_first_line_of_the_system_message(tiny):
+def test_openai_attribution_is_the_first_line_of_the_system_message(tiny_tok):
     on = with_attribution(openai_request(), True, cch="abcde")
     assert on["messages"][0]["content"] == billing_header("abcde") + "\nYou are a coding agent."
     assert with_attribution(on, False) == openai_request()
@@ -316,25 +306,25 @@ def test_openai_attribution_is_the_first_line_of_the_system_message(tiny):
                  "tool_call_id": "t", "content": "x"}]}  # fmt: skip
     added = with_attribution(no_system, True, cch="abcde")
     assert added["messages"][0] == {"role": "system", "content": billing_header("abcde")}
-    rendered = render_request(added, tiny)
+    rendered = render_request(added, tiny_tok)
     start, end = rendered.header_span
-    assert tiny.decode(rendered.tokens[:start]) == "<|im_start|>system\n"
-    assert tiny.decode(rendered.tokens[start:end]) == billing_header("abcde")
+    assert tiny_tok.decode(rendered.tokens[:start]) == "<|im_start|>system\n"
+    assert tiny_tok.decode(rendered.tokens[start:end]) == billing_header("abcde")
 
 
-def test_prompt_lines_are_tokenized_with_special_tokens(tiny, tmp_path):
+def test_prompt_lines_are_tokenized_with_special_tokens(tiny_tok, tmp_path):
     header = billing_header("abcde")
     text = f"<|im_start|>system\n{header}\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
     path = write_jsonl(tmp_path / "p.jsonl", [json.dumps({"prompt": text})])
     [request] = load_requests(path)
-    rendered = render_request(request, tiny)
-    im_start = tiny.convert_tokens_to_ids("<|im_start|>")
+    rendered = render_request(request, tiny_tok)
+    im_start = tiny_tok.convert_tokens_to_ids("<|im_start|>")
     assert rendered.shape == "prompt" and rendered.tokens[0] == im_start
-    assert rendered.tokens == tiny(text, add_special_tokens=False)["input_ids"]
+    assert rendered.tokens == tiny_tok(text, add_special_tokens=False)["input_ids"]
     assert rendered.tokens.count(im_start) == 2
-    assert tiny.decode(rendered.tokens[slice(*rendered.header_span)]) == header
-    [on] = render_session([request], tiny, attribution=True)
-    [off] = render_session([request], tiny, attribution=False)
+    assert tiny_tok.decode(rendered.tokens[slice(*rendered.header_span)]) == header
+    [on] = render_session([request], tiny_tok, attribution=True)
+    [off] = render_session([request], tiny_tok, attribution=False)
     assert on.text == text
     assert off.text == text.replace(header + "\n", "") and off.header_span is None
 
@@ -372,12 +362,12 @@ def test_bundled_session_is_a_growing_agent_session(path):
 
 
 @pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.stem)
-def test_bundled_session_renders_with_the_default_model(path, smol):
+def test_bundled_session_renders_with_the_default_model(path, smol_tok):
     requests = load_requests(path)
     system_text = "\n".join(block["text"] for block in requests[0]["system"])
-    assert len(smol(system_text, add_special_tokens=False)["input_ids"]) >= 2000
-    on = render_session(requests, smol, attribution=True)
-    off = render_session(requests, smol, attribution=False)
+    assert len(smol_tok(system_text, add_special_tokens=False)["input_ids"]) >= 2000
+    on = render_session(requests, smol_tok, attribution=True)
+    off = render_session(requests, smol_tok, attribution=False)
     assert on[-1].n_tokens <= 8192 - 256  # fits SmolLM2's context, with room to answer
     for before, after in pairwise(on):
         assert before.header_span[0] < common_prefix(before.tokens, after.tokens)
@@ -386,12 +376,12 @@ def test_bundled_session_renders_with_the_default_model(path, smol):
         assert after.tokens[: before.n_tokens] == before.tokens  # exactly append-only
     for rendered in off:
         system_end, last_end = rendered.breakpoints
-        assert smol.decode(rendered.tokens[:system_end]).endswith(system_text[-40:])
-        assert rendered.tokens[last_end] == smol.convert_tokens_to_ids("<|im_end|>")
+        assert smol_tok.decode(rendered.tokens[:system_end]).endswith(system_text[-40:])
+        assert rendered.tokens[last_end] == smol_tok.convert_tokens_to_ids("<|im_end|>")
 
 
-def test_template_without_system_role_gets_the_system_text_in_the_first_user_turn(tiny):
-    no_system = copy.copy(tiny)
+def test_template_without_system_role_gets_the_system_text_in_the_first_user_turn(tiny_tok):
+    no_system = copy.copy(tiny_tok)
     no_system.chat_template = (
         "{% for m in messages %}{% if m['role'] == 'system' %}"
         "{{ raise_exception('System role not supported') }}{% endif %}"

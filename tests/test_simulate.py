@@ -10,7 +10,7 @@ import pytest
 from labkit.cli import main
 from labkit.figures_session import turns_figure
 from labkit.header import billing_header
-from labkit.models import default_model_ready, load_tokenizer, tiny_random_model
+from labkit.models import tiny_random_model
 from labkit.replay import (
     fit_prefill_time,
     prefill_flops,
@@ -44,18 +44,6 @@ BUNDLED = ["fix_failing_test", "add_cli_flag"]  # the two sessions stored withou
 TOOL = {"name": "read_file", "description": "Read a file.", "input_schema": {"type": "object"}}
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_tokenizer("tiny-random")
-
-
-@pytest.fixture(scope="module")
-def smol():
-    if not default_model_ready():
-        pytest.skip("default model not prepared: run `labkit fetch` to simulate bundled sessions")
-    return load_tokenizer()
-
-
 def session(n: int = 3) -> list[dict]:
     """Return n requests of a small Anthropic-shape session, each extending the one before."""
     system = [{"type": "text", "text": "You are a coding agent.\nBe brief."}]
@@ -78,19 +66,19 @@ def run_cli(capsys, *args):
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_cli_header_on_reuse_stops_inside_the_header(name, smol, capsys):
+def test_cli_header_on_reuse_stops_inside_the_header(name, smol_tok, capsys):
     path = SESSIONS_DIR / f"{name}.jsonl"
     code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "on", "--json")
     assert code == 0
     rows = json.loads(out)
-    rendered = render_session(load_requests(path), smol, attribution=True, seed=0)
+    rendered = render_session(load_requests(path), smol_tok, attribution=True, seed=0)
     assert [r["n_tokens"] for r in rows] == [r.n_tokens for r in rendered]
     for row, request in zip(rows, rendered, strict=True):
         assert row["cached"] < request.header_span[1]  # never past the end of the line
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_cli_header_off_reuses_the_whole_previous_request(name, smol, capsys):
+def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys):
     path = SESSIONS_DIR / f"{name}.jsonl"
     code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "off", "--json")
     assert code == 0
@@ -102,10 +90,10 @@ def test_cli_header_off_reuses_the_whole_previous_request(name, smol, capsys):
         assert after["cached"] == before["n_tokens"]
 
 
-def test_engines_header_on_and_off_on_a_bundled_session(smol):
+def test_engines_header_on_and_off_on_a_bundled_session(smol_tok):
     requests = load_requests(SESSIONS_DIR / f"{BUNDLED[0]}.jsonl")
-    on = render_variant(requests, smol, "header on")
-    off = render_variant(requests, smol, "header off")
+    on = render_variant(requests, smol_tok, "header on")
+    off = render_variant(requests, smol_tok, "header off")
     rows = compare_engines({"on": on, "off": off})
     for row in rows:
         if row["label"] == "on":
@@ -183,12 +171,12 @@ def test_options_that_do_not_apply_are_refused(capsys):
     assert engine_options("sglang", block_size=4) == {"page_size": 4}
 
 
-def test_move_header_to_end_puts_the_line_after_the_last_breakpoint(tiny):
+def test_move_header_to_end_puts_the_line_after_the_last_breakpoint(tiny_tok):
     requests = apply_variant(session(), "header at end", seed=1)
     for request in requests:
         assert not any(HEADER_LINE.search(b["text"]) for b in request["system"])
         assert HEADER_LINE.match(request["messages"][-1]["content"][-1]["text"])
-    rendered = [render_request(r, tiny) for r in requests]
+    rendered = [render_request(r, tiny_tok) for r in requests]
     results = simulate_session(rendered, "llamacpp")
     for before, result in zip(rendered, results[1:], strict=False):
         assert before.breakpoints[-1] < before.header_span[0]
@@ -207,13 +195,13 @@ def test_move_header_to_end_openai_and_prompt_shapes():
         add_timestamp({"prompt": "x"}, 0)
 
 
-def test_timestamp_comes_first_and_busts_the_cache_inside_its_line(tiny):
+def test_timestamp_comes_first_and_busts_the_cache_inside_its_line(tiny_tok):
     request = session(1)[0]
     stamped = add_timestamp(request, TIMESTAMP_START_S + 7)
     assert stamped["system"][0]["text"] == "Current time (UTC): 2026-01-05 09:00:07"
     assert stamped["system"][1:] == request["system"]
     assert add_timestamp(request, 0, fmt="%Y-%m-%d")["system"][0]["text"].endswith("1970-01-01")
-    rendered = render_variant(session(), tiny, "timestamp")
+    rendered = render_variant(session(), tiny_tok, "timestamp")
     line_end = rendered[0].text.index("\n", rendered[0].text.index("Current time"))
     for result in simulate_session(rendered, "llamacpp")[1:]:
         assert 0 < result.cached < line_end  # tiny-random: one token a character
@@ -228,17 +216,17 @@ def test_shuffle_tools_is_a_seeded_permutation():
     assert [t["name"] for t in request["tools"]] == names  # the argument is left as it was
 
 
-def test_variants_header_on_matches_render_session(tiny):
+def test_variants_header_on_matches_render_session(tiny_tok):
     requests = session()
-    on = render_variant(requests, tiny, "header on", seed=5)
-    assert [r.tokens for r in on] == [r.tokens for r in render_session(requests, tiny, seed=5)]
+    on = render_variant(requests, tiny_tok, "header on", seed=5)
+    assert [r.tokens for r in on] == [r.tokens for r in render_session(requests, tiny_tok, seed=5)]
     with pytest.raises(ValueError, match="Unknown variant"):
         apply_variant(requests, "header sideways")
 
 
-def test_shorten_session_keeps_it_append_only(tiny):
+def test_shorten_session_keeps_it_append_only(tiny_tok):
     requests = load_requests(SESSIONS_DIR / f"{BUNDLED[0]}.jsonl")
-    short = shorten_session(requests, tiny, system_tokens=300, n_requests=4, block_tokens=20)
+    short = shorten_session(requests, tiny_tok, system_tokens=300, n_requests=4, block_tokens=20)
     assert len(short) == 4 and all("tools" not in r for r in short)
     system_bytes = sum(len(b["text"].encode()) for b in short[0]["system"])
     assert 150 < system_bytes <= 300  # tiny-random: one token a byte
@@ -248,7 +236,7 @@ def test_shorten_session_keeps_it_append_only(tiny):
             for block in message["content"]:
                 text = block.get("text", block.get("content", ""))
                 assert not isinstance(text, str) or len(text.encode()) <= 20
-    rendered = render_session(short, tiny, attribution=False)
+    rendered = render_session(short, tiny_tok, attribution=False)
     for before, after in pairwise(rendered):
         assert after.tokens[: before.n_tokens] == before.tokens
     assert "tools" in requests[0]  # the input is left as it was
@@ -298,8 +286,10 @@ def test_replay_reuses_what_the_prefix_cache_finds():
     assert all(0 < t.min_s <= t.prefill_s for t in turns["on"] + turns["off"])
 
 
-def test_rows_rates_figure_and_widget(tiny):
-    rendered = {"s": {v: render_variant(session(), tiny, v) for v in ("header on", "header off")}}
+def test_rows_rates_figure_and_widget(tiny_tok):
+    rendered = {
+        "s": {v: render_variant(session(), tiny_tok, v) for v in ("header on", "header off")}
+    }
     results = simulate_session(rendered["s"]["header off"], "sglang")
     rows = turn_rows(rendered["s"]["header off"], results)
     assert [r["cached"] for r in rows[1:]] == [r.n_tokens for r in results[:-1]]
