@@ -15,6 +15,11 @@ REUSED_COLOR = "#9ecae1"  # light blue: served from the cache
 RECOMPUTED_COLOR = "#fdae6b"  # orange: computed again
 CHANGED_COLOR = "#d62728"  # red: the first token that differs
 DIFF_FLOOR = 1e-8  # relative differences below this (exact zeros included) show as the floor
+_STRIP_COLORS = [  # z = 0, 1, 2: reused, first changed, recomputed
+    [f, c]
+    for i, c in enumerate((REUSED_COLOR, CHANGED_COLOR, RECOMPUTED_COLOR))
+    for f in (i / 3, (i + 1) / 3)
+]
 
 
 def fit_line(x, y) -> tuple[float, float]:
@@ -29,8 +34,8 @@ def token_strip_figure(
     *,
     start: int = 0,
     stop: int | None = None,
-    per_row: int = 16,
-    max_chars: int = 9,
+    per_row: int = 12,
+    max_chars: int = 8,
     title: str | None = None,
 ) -> go.Figure:
     """Return tokens start..stop-1 as a wrapped strip: reused, first changed, recomputed.
@@ -50,14 +55,6 @@ def token_strip_figure(
         text[row, col] = label if len(label) <= max_chars else label[: max_chars - 1] + "…"
         state = "reused" if pos < reused_len else "recomputed"
         hover[row, col] = f"position {pos}: {label!r} ({state})"
-    colorscale = [
-        [0, REUSED_COLOR],
-        [0.33, REUSED_COLOR],
-        [0.34, CHANGED_COLOR],
-        [0.66, CHANGED_COLOR],
-        [0.67, RECOMPUTED_COLOR],
-        [1, RECOMPUTED_COLOR],
-    ]
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -66,7 +63,7 @@ def token_strip_figure(
             textfont={"size": 10},
             customdata=hover,
             hovertemplate="%{customdata}<extra></extra>",
-            colorscale=colorscale,
+            colorscale=_STRIP_COLORS,
             zmin=0,
             zmax=2,
             showscale=False,
@@ -93,8 +90,9 @@ def token_strip_figure(
         title=title
         or f"{min(reused_len, len(tokens))} tokens reused, {computed} recomputed "
         f"(showing positions {start}–{stop - 1} of {len(tokens)})",
-        height=90 + 26 * num_rows,
-        margin={"l": 60, "r": 20, "t": 60, "b": 20},
+        height=120 + 26 * num_rows,
+        width=80 + 62 * per_row,  # room for about max_chars characters per token
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
         legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
         plot_bgcolor="white",
     )

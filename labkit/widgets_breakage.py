@@ -8,7 +8,7 @@ from labkit.breakage import EditEffect
 from labkit.figures_breakage import kv_difference_heatmap, layer_profile_figure, token_strip_figure
 
 
-def strip_window(position: int, seq_len: int, *, per_row: int = 16, rows: int = 6) -> tuple:
+def strip_window(position: int, seq_len: int, *, per_row: int = 12, rows: int = 6) -> tuple:
     """Return (start, stop) of a window of whole rows that shows the position near its top."""
     start = max(0, (position // per_row - 1) * per_row)
     stop = min(seq_len, start + per_row * rows)
@@ -38,7 +38,7 @@ def breakage_widget(
     *,
     times_s: dict[int, float] | None = None,
     layer: int = 1,
-    per_row: int = 16,
+    per_row: int = 12,
 ) -> widgets.VBox:
     """Return a widget: pick the changed position and a layer; strip, heatmap and cost follow.
 

@@ -4,6 +4,7 @@ Checked on tiny random Llamas against plain transformers and a by-hand layer-0 c
 """
 
 import math
+import time
 
 import ipywidgets as widgets
 import numpy as np
@@ -39,6 +40,7 @@ from labkit.kv_diff import (
 )
 from labkit.models import tiny_random_model
 from labkit.stale_cache import next_token_divergence, stale_cache_experiment
+from labkit.timing_alternating import measure_alternating
 from labkit.widgets_breakage import breakage_widget, strip_window
 
 ATOL = 1e-5  # float32: the by-hand computation orders its additions differently
@@ -261,3 +263,18 @@ def test_widget_updates_from_precomputed_effects(model, tiny):
     assert f"<b>{len(PROMPT) - P}</b> tokens recomputed" in cost.value
     assert widget.children[2].outputs != figures  # redrawn for the new position
     assert strip_window(40, 200, per_row=16) == (16, 112)
+
+
+def test_measure_alternating_interleaves_the_callables():
+    calls = []
+    fns = {
+        "slow": lambda: (calls.append("slow"), time.sleep(0.003)),
+        "fast": lambda: calls.append("fast"),
+    }
+    timings = measure_alternating(fns, rounds=3, warmup=1, device="cpu")
+    assert calls == ["slow", "fast"] * 4  # one warm-up round, then three timed rounds
+    assert timings["slow"].repeats == 3 and len(timings["fast"].times_s) == 3
+    assert timings["slow"].min_s >= 0.003 > timings["fast"].min_s
+    assert timings["slow"].min_s <= timings["slow"].median_s <= timings["slow"].max_s
+    with pytest.raises(ValueError):
+        measure_alternating(fns, rounds=0)
