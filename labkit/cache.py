@@ -244,18 +244,24 @@ def check_prefix(cached_ids, input_ids) -> int:
     return len(cached_ids)
 
 
+def check_cache_holds(cache, token_ids) -> torch.Tensor:
+    """Return token_ids as a 1-D tensor; raise CacheMismatchError if the cache length differs."""
+    ids = as_token_ids(token_ids)
+    if cache_len(cache) != len(ids):
+        raise CacheMismatchError(
+            f"The cache holds {cache_len(cache)} positions but {len(ids)} token ids were given: "
+            "pass the exact token ids the cache was computed from."
+        )
+    return ids
+
+
 def extend_checked(model, cache, cached_ids, input_ids, *, last_only: bool = False):
     """Extend a cache computed from cached_ids with the rest of input_ids (the full prompt).
 
     Raise CacheMismatchError if the cache does not hold cached_ids' positions or input_ids does
     not start with cached_ids. Return (logits of the new positions, cache).
     """
-    cached = as_token_ids(cached_ids)
-    if cache_len(cache) != len(cached):
-        raise CacheMismatchError(
-            f"The cache holds {cache_len(cache)} positions but cached_ids has {len(cached)} "
-            "tokens: pass the exact token ids the cache was computed from."
-        )
+    cached = check_cache_holds(cache, cached_ids)
     input_ids = as_token_ids(input_ids)
     start = check_prefix(cached, input_ids)
     if start == len(input_ids):

@@ -9,10 +9,9 @@ from typing import Any
 import torch
 
 from labkit.cache import (
-    CacheMismatchError,
     as_token_ids,
     cache_bytes,
-    cache_len,
+    check_cache_holds,
     check_prefix,
     common_prefix_len,
     copy_cache,
@@ -121,12 +120,7 @@ class PrefixCache:
 
     def insert(self, token_ids, cache) -> bool:
         """Store a copy of a cache computed from token_ids; return whether it was kept."""
-        ids = as_token_ids(token_ids)
-        if cache_len(cache) != len(ids):
-            raise CacheMismatchError(
-                f"The cache holds {cache_len(cache)} positions but {len(ids)} token ids were "
-                "given: store a cache with the exact token ids it was computed from."
-            )
+        ids = check_cache_holds(cache, token_ids)
         num_bytes = cache_bytes(cache)
         if not self._fits(len(ids), num_bytes, 0, 0):
             return False  # larger than the whole capacity
