@@ -1,13 +1,14 @@
 # labkit: two commands do everything on a fresh clone.
 #   make lab    set up, then open JupyterLab on notebooks/   (make lab HEADLESS=1 on a server)
 #   make test   set up, then run the whole suite in small mode (what CI runs)
+#   make test-fast  the unit tests only, for iteration
 VENV ?= .venv
 PORT ?= 8888
 HEADLESS ?=
 LAB_FLAGS = $(if $(HEADLESS),--no-browser --ip=$(or $(IP),127.0.0.1) --port=$(PORT),) \
 	$(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint check-notebooks strip bench clean
+.PHONY: setup lab test test-fast lint check-notebooks strip bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -25,6 +26,10 @@ check-notebooks: setup
 test: setup lint check-notebooks
 	LABKIT_SMALL=1 $(VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 tests notebooks
+
+# For iteration: the unit tests only (no notebooks), in small mode.
+test-fast: setup lint
+	LABKIT_SMALL=1 $(VENV)/bin/python -m pytest -q tests
 
 strip: setup
 	$(VENV)/bin/python scripts/check_notebooks.py --strip notebooks

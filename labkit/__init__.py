@@ -1,10 +1,12 @@
 """labkit: measure how LLM inference reuses its KV cache, and what one changing token costs.
 
-The public names below are the ones the notebooks use most; figures and widgets live in
-`labkit.figures_*` and `labkit.widgets_*`. Importing labkit loads no model and changes no setting.
+The model-side library sits at the top (models, fetch, device, timing, cache, prefix_cache); the
+subpackages below it hold one concern each: `labkit.sessions` (agent requests as data),
+`labkit.engines` (serving-engine models), `labkit.experiments` (measurements on the model),
+`labkit.lint` (diagnose captured traffic) and `labkit.viz` (figures and widgets). The names below
+are the ones the notebooks use most. Importing labkit loads no model and changes no setting.
 """
 
-from labkit.bench import prefix_reuse_sweep
 from labkit.cache import (
     CacheMismatchError,
     cache_bytes,
@@ -20,7 +22,7 @@ from labkit.cache import (
 from labkit.device import default_dtype, device_name, pick_device
 from labkit.engines import ENGINE_NAMES, ServeResult, make_engine
 from labkit.env import environment_report, small_mode
-from labkit.header import attribution_enabled, billing_header
+from labkit.experiments import prefix_reuse_sweep
 from labkit.lint import lint_file, lint_requests
 from labkit.models import (
     DEFAULT_MODEL,
@@ -33,6 +35,8 @@ from labkit.prefix_cache import PrefixCache
 from labkit.sessions import (
     RenderedRequest,
     SessionFormatError,
+    attribution_enabled,
+    billing_header,
     load_requests,
     render_request,
     render_session,

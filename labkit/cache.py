@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from labkit.engine_base import common_prefix_len as _common_prefix_len
+from labkit.tokens import common_prefix_len as _common_prefix_len
 
 
 class CacheMismatchError(ValueError):

@@ -1,4 +1,4 @@
-"""The `labkit` command: info, fetch, bench, simulate and lint."""
+"""The `labkit` command: info, fetch, notebooks, bench, simulate and lint."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import argparse
 import json
 import sys
 
-from labkit import bench, lint, simulate
+from labkit.engines import session_sim
 from labkit.env import environment_report
+from labkit.experiments import bench
+from labkit.lint import cli as lint_cli
+from labkit.resources import copy_notebooks
 
 
 def _cmd_info(args) -> int:
@@ -32,6 +35,12 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
+def _cmd_notebooks(args) -> int:
+    written = copy_notebooks(args.dest, force=args.force)
+    print(f"{len(written)} file(s) written to {args.dest}; open them with: jupyter lab {args.dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `labkit` command."""
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
@@ -44,8 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="convert again even if ready")
     fetch.set_defaults(func=_cmd_fetch)
     bench.add_cli(sub)
-    lint.add_cli(sub)
-    simulate.add_cli(sub)
+    lint_cli.add_cli(sub)
+    session_sim.add_cli(sub)
+    notebooks = sub.add_parser(
+        "notebooks",
+        help="copy the lesson notebooks into a folder (default ./labkit-notebooks)",
+        description="Copy the lessons that ship with labkit into DEST. A notebook you edited there "
+        "is never overwritten unless --force.",
+    )
+    notebooks.add_argument("dest", nargs="?", default="labkit-notebooks", help="target folder")
+    notebooks.add_argument("--force", action="store_true", help="overwrite edited notebooks")
+    notebooks.set_defaults(func=_cmd_notebooks)
     return parser
 
 

@@ -44,7 +44,9 @@ install_torch() {
     "${pip[@]}" install "torch>=2.4"
   elif [ "$(uname -s)" = Linux ]; then
     say "no NVIDIA GPU: installing the CPU build of torch $TORCH_CPU_VERSION"
-    "${pip[@]}" install -q --no-index "torch==$TORCH_CPU_VERSION" 2>/dev/null \
+    # A CPU wheel that pip already finds (a local wheel folder or index) first; else PyTorch's
+    # CPU index. Pinning the +cpu build keeps a CUDA build from being chosen.
+    "${pip[@]}" install -q "torch==$TORCH_CPU_VERSION+cpu" 2>/dev/null \
       || "${pip[@]}" install "torch==$TORCH_CPU_VERSION" --index-url "$TORCH_CPU_INDEX"
   else
     say "installing torch from the package index (CPU/MPS build on $(uname -s))"

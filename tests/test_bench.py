@@ -1,11 +1,11 @@
-"""labkit.bench on the tiny random Llama: prompts, the sweep, its table, JSON and estimates."""
+"""labkit.experiments.bench on the tiny random Llama: prompts, sweep, table, JSON, estimates."""
 
 import argparse
 import json
 
 import pytest
 
-from labkit.bench import (
+from labkit.experiments.bench import (
     BenchRow,
     add_cli,
     decode_run,

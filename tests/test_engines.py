@@ -1,4 +1,4 @@
-"""Hand-worked examples for the engine models in labkit.engines and labkit.engine_api.
+"""Hand-worked examples for the engine models in labkit.engines and labkit.engines.hosted_api.
 
 Each expected number is worked out in the comments from the engine's rule, not read back from
 the code. Token ids are plain ints; `run(a, b)` is the run of ids a, a+1, ..., b-1.
@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from labkit.engine_api import AnthropicAPI, load_prompt_caching_apis
 from labkit.engines import (
     ENGINE_NAMES,
     LlamaCppServer,
@@ -19,6 +18,7 @@ from labkit.engines import (
     make_engine,
     simulate,
 )
+from labkit.engines.hosted_api import AnthropicAPI, load_prompt_caching_apis
 
 
 def run(start: int, stop: int) -> tuple[int, ...]:

@@ -1,10 +1,10 @@
-"""labkit.figures_cache and labkit.widgets_cache: plain data in, figures and widgets out."""
+"""labkit.viz.figures_cache and labkit.viz.widgets_cache: plain data in, figures and widgets out."""
 
 import plotly.graph_objects as go
 import torch
 
-from labkit.bench import BenchRow, DecodeRun
-from labkit.figures_cache import (
+from labkit.experiments.bench import BenchRow, DecodeRun
+from labkit.viz.figures_cache import (
     decode_figure,
     kv_heatmap_figure,
     kv_memory_figure,
@@ -13,7 +13,7 @@ from labkit.figures_cache import (
     load_model_configs,
     prefix_sweep_figure,
 )
-from labkit.widgets_cache import prefix_reuse_explorer
+from labkit.viz.widgets_cache import prefix_reuse_explorer
 
 ROWS = [
     BenchRow(p, 16, cold, warm, cold / warm, 0.01, 0.001, cold, warm, 3, "Test CPU, 2 threads")

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from labkit.breakage import (
+from labkit.experiments.breakage import (
     chat_ids,
     consecutive_requests,
     edit_effects,
@@ -22,7 +22,18 @@ from labkit.breakage import (
     token_labels,
     token_span,
 )
-from labkit.figures_breakage import (
+from labkit.experiments.kv_diff import (
+    changed_fraction,
+    first_changed_position,
+    kv_per_layer,
+    kv_relative_difference,
+    kv_relative_difference_aligned,
+)
+from labkit.experiments.stale_cache import next_token_divergence, stale_cache_experiment
+from labkit.models import tiny_random_model
+from labkit.sessions.header import billing_header
+from labkit.timing import measure_alternating
+from labkit.viz.figures_breakage import (
     fit_line,
     header_on_off_figure,
     kv_difference_heatmap,
@@ -30,18 +41,7 @@ from labkit.figures_breakage import (
     recompute_time_figure,
     token_strip_figure,
 )
-from labkit.header import billing_header
-from labkit.kv_diff import (
-    changed_fraction,
-    first_changed_position,
-    kv_per_layer,
-    kv_relative_difference,
-    kv_relative_difference_aligned,
-)
-from labkit.models import tiny_random_model
-from labkit.stale_cache import next_token_divergence, stale_cache_experiment
-from labkit.timing_alternating import measure_alternating
-from labkit.widgets_breakage import breakage_widget, strip_window
+from labkit.viz.widgets_breakage import breakage_widget, strip_window
 
 ATOL = 1e-5  # float32: the by-hand computation orders its additions differently
 CHANGED = 1e-4  # a "changed" position moves by more than this, relative (float32 eps ~1e-7)

@@ -11,9 +11,9 @@ import pytest
 
 from labkit.cli import main
 from labkit.lint import format_report, lint_file, lint_requests, read_captured, report_json
-from labkit.lint_causes import CAUSES
-from labkit.lint_redact import REDACTED, redact, redacted_window
+from labkit.lint.causes import CAUSES
 from labkit.models import default_model_ready, tiny_random_tokenizer
+from labkit.redact import REDACTED, redact, redacted_window
 from labkit.sessions import render_request, with_attribution
 
 SESSION = "data/sessions/fix_failing_test.jsonl"

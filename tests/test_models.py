@@ -112,7 +112,7 @@ def test_importing_labkit_loads_no_model_and_no_heavy_library():
         "import sys, labkit; "
         "heavy = [m for m in ('transformers', 'plotly', 'ipywidgets') if m in sys.modules]; "
         "assert not heavy, heavy; assert set(labkit.__all__) <= set(dir(labkit)); "
-        "import labkit.simulate; assert callable(labkit.simulate.add_cli)"
+        "import labkit.engines.session_sim; assert callable(labkit.engines.session_sim.add_cli)"
     )
     import subprocess
     import sys

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from labkit.header import billing_header
 from labkit.sessions import (
     HEADER_LINE,
     SessionFormatError,
@@ -18,6 +17,7 @@ from labkit.sessions import (
     validate_request,
     with_attribution,
 )
+from labkit.sessions.header import billing_header
 
 SESSIONS = sorted((Path(__file__).parents[1] / "data" / "sessions").glob("*.jsonl"))
 EPHEMERAL = {"type": "ephemeral"}

@@ -8,28 +8,8 @@ from itertools import pairwise
 import pytest
 
 from labkit.cli import main
-from labkit.figures_session import turns_figure
-from labkit.header import billing_header
-from labkit.models import tiny_random_model
-from labkit.replay import (
-    fit_prefill_time,
-    prefill_flops,
-    project_turn_s,
-    replay_sessions,
-    shorten_session,
-)
-from labkit.session_cost import api_session_cost, input_cost_usd
-from labkit.session_edits import (
-    HEADER_LINE,
-    TIMESTAMP_START_S,
-    add_timestamp,
-    apply_variant,
-    move_header_to_end,
-    shuffle_tools,
-)
-from labkit.sessions import load_requests, render_request, render_session
-from labkit.simulate import (
-    SESSIONS_DIR,
+from labkit.engines.cost import api_session_cost, input_cost_usd
+from labkit.engines.session_sim import (
     compare_engines,
     cumulative,
     engine_options,
@@ -38,7 +18,27 @@ from labkit.simulate import (
     simulate_session,
     turn_rows,
 )
-from labkit.widgets_session import session_explorer
+from labkit.experiments.replay import (
+    fit_prefill_time,
+    prefill_flops,
+    project_turn_s,
+    replay_sessions,
+    shorten_session,
+)
+from labkit.models import tiny_random_model
+from labkit.resources import data_path
+from labkit.sessions import load_requests, render_request, render_session
+from labkit.sessions.edits import (
+    HEADER_LINE,
+    TIMESTAMP_START_S,
+    add_timestamp,
+    apply_variant,
+    move_header_to_end,
+    shuffle_tools,
+)
+from labkit.sessions.header import billing_header
+from labkit.viz.figures_session import turns_figure
+from labkit.viz.widgets_session import session_explorer
 
 BUNDLED = ["fix_failing_test", "add_cli_flag"]  # the two sessions stored without cache busters
 TOOL = {"name": "read_file", "description": "Read a file.", "input_schema": {"type": "object"}}
@@ -67,7 +67,7 @@ def run_cli(capsys, *args):
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_cli_header_on_reuse_stops_inside_the_header(name, smol_tok, capsys):
-    path = SESSIONS_DIR / f"{name}.jsonl"
+    path = data_path("sessions") / f"{name}.jsonl"
     code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "on", "--json")
     assert code == 0
     rows = json.loads(out)
@@ -79,7 +79,7 @@ def test_cli_header_on_reuse_stops_inside_the_header(name, smol_tok, capsys):
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys):
-    path = SESSIONS_DIR / f"{name}.jsonl"
+    path = data_path("sessions") / f"{name}.jsonl"
     code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "off", "--json")
     assert code == 0
     rows = json.loads(out)
@@ -91,7 +91,7 @@ def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys
 
 
 def test_engines_header_on_and_off_on_a_bundled_session(smol_tok):
-    requests = load_requests(SESSIONS_DIR / f"{BUNDLED[0]}.jsonl")
+    requests = load_requests(data_path("sessions") / f"{BUNDLED[0]}.jsonl")
     on = render_variant(requests, smol_tok, "header on")
     off = render_variant(requests, smol_tok, "header off")
     rows = compare_engines({"on": on, "off": off})
@@ -140,7 +140,10 @@ def test_cli_reads_prompt_lines_with_special_tokens(tmp_path, capsys):
 def test_missing_file_and_unknown_engine_fail_without_a_traceback(tmp_path):
     for args, message in (
         ([str(tmp_path / "nope.jsonl"), "--engine", "vllm"], "No session file"),
-        ([str(SESSIONS_DIR / f"{BUNDLED[0]}.jsonl"), "--engine", "tgi"], "invalid choice: 'tgi'"),
+        (
+            [str(data_path("sessions") / f"{BUNDLED[0]}.jsonl"), "--engine", "tgi"],
+            "invalid choice: 'tgi'",
+        ),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "labkit", "simulate", *args], capture_output=True, text=True
@@ -157,7 +160,7 @@ def test_malformed_line_is_named(tmp_path, capsys):
 
 
 def test_options_that_do_not_apply_are_refused(capsys):
-    path = SESSIONS_DIR / f"{BUNDLED[0]}.jsonl"
+    path = data_path("sessions") / f"{BUNDLED[0]}.jsonl"
     code, _, err = run_cli(capsys, path, "--engine", "anthropic", "--block-size", "16")
     assert code == 2 and "--block-size" in err and "anthropic" in err
     assert engine_options("vllm", block_size=16, capacity_tokens=100) == {
@@ -225,7 +228,7 @@ def test_variants_header_on_matches_render_session(tiny_tok):
 
 
 def test_shorten_session_keeps_it_append_only(tiny_tok):
-    requests = load_requests(SESSIONS_DIR / f"{BUNDLED[0]}.jsonl")
+    requests = load_requests(data_path("sessions") / f"{BUNDLED[0]}.jsonl")
     short = shorten_session(requests, tiny_tok, system_tokens=300, n_requests=4, block_tokens=20)
     assert len(short) == 4 and all("tools" not in r for r in short)
     system_bytes = sum(len(b["text"].encode()) for b in short[0]["system"])

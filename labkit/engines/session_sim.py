@@ -10,16 +10,14 @@ import json
 import random
 from collections.abc import Sequence
 from itertools import accumulate
-from pathlib import Path
 
-from labkit.engine_api import DATA_DIR
-from labkit.engine_base import ServeResult
-from labkit.engines import ENGINE_NAMES, make_engine, simulate
-from labkit.session_edits import apply_variant
-from labkit.sessions import load_requests, render_request, with_attribution
+from labkit.engines.base import ServeResult
+from labkit.engines.registry import ENGINE_NAMES, make_engine, simulate
+from labkit.resources import resolve_session
+from labkit.sessions.edits import apply_variant
+from labkit.sessions.render import load_requests, render_request, with_attribution
 
 __all__ = [
-    "SESSIONS_DIR",
     "add_cli",
     "compare_engines",
     "cumulative",
@@ -31,8 +29,6 @@ __all__ = [
     "text_table",
     "turn_rows",
 ]
-
-SESSIONS_DIR = DATA_DIR / "sessions"  # the bundled agent sessions
 
 
 _FLAGS = {
@@ -50,7 +46,7 @@ _OPTIONS = {
 
 
 def render_variant(requests: list[dict], tokenizer, variant: str, *, seed: int = 0) -> list:
-    """Return a session rendered as one of `labkit.session_edits.VARIANTS` ("header on", ...)."""
+    """Return a session rendered as one of `labkit.sessions.edits.VARIANTS` ("header on", ...)."""
     return [render_request(r, tokenizer) for r in apply_variant(requests, variant, seed=seed)]
 
 
@@ -172,7 +168,8 @@ def _cmd_simulate(args) -> int:
         block_size=args.block_size,
         capacity_tokens=args.capacity,
     )
-    requests = load_requests(args.file)
+    path = resolve_session(args.file)
+    requests = load_requests(path)
     tokenizer = load_tokenizer(args.model)
     if args.attribution is not None:  # a fresh cch per request, from the seed
         rng = random.Random(args.seed)
@@ -184,7 +181,7 @@ def _cmd_simulate(args) -> int:
         print(json.dumps([{k: getattr(r, k) for k in keys} for r in results]))
         return 0
     attribution = args.attribution or "as in the file"
-    print(f"{Path(args.file).name} on {args.engine} (attribution {attribution})")
+    print(f"{path.name} on {args.engine} (attribution {attribution})")
     print(format_table(turn_rows(rendered, results)))
     print(f"hit rate after the first request: {hit_rate(results):.1%}")
     return 0
@@ -199,7 +196,11 @@ def add_cli(sub) -> None:
         "lines) and serve it on a model of a serving engine's prefix cache: one row per request "
         "with tokens, cached and computed.",
     )
-    cmd.add_argument("file", help="session file: JSONL (one request a line) or JSON")
+    cmd.add_argument(
+        "file",
+        help="session file: JSONL (one request a line) or JSON, or a bundled session's name "
+        "(e.g. fix_failing_test)",
+    )
     cmd.add_argument("--engine", required=True, choices=ENGINE_NAMES, help="engine to model")
     cmd.add_argument(
         "--attribution",

@@ -19,7 +19,7 @@ def _unique(values) -> list:
 def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figure:
     """Return stacked bars of cached and computed tokens per turn, one panel per label × engine.
 
-    `rows` come from `labkit.simulate.compare_engines` (keys label, engine, turn, cached,
+    `rows` come from `labkit.engines.session_sim.compare_engines` (keys label, engine, turn, cached,
     computed, header_end); where a row has a header_end a black tick marks it.
     """
     labels, engines = _unique(r["label"] for r in rows), _unique(r["engine"] for r in rows)
@@ -93,7 +93,7 @@ def cumulative_figure(series: dict[str, list[int]], *, title: str) -> go.Figure:
 def replay_figure(turns_by_label: dict[str, list], *, model: str = "") -> go.Figure:
     """Return measured prefill time per turn (median, spread as error bars), one bar per label.
 
-    Each value of `turns_by_label` is a list of `labkit.replay.ReplayTurn`.
+    Each value of `turns_by_label` is a list of `labkit.experiments.replay.ReplayTurn`.
     """
     fig = go.Figure()
     device = next(iter(turns_by_label.values()))[0].device_name

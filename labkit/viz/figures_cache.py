@@ -10,21 +10,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit.cache import kv_cache_bytes, kv_dims
+from labkit.resources import data_path
 
-MODEL_CONFIGS_PATH = Path(__file__).resolve().parent.parent / "data" / "model_configs.json"
 GIB = 2**30
 COLD, WARM = "#d62728", "#2ca02c"
 
 
-def load_model_configs(path: Path | str = MODEL_CONFIGS_PATH) -> list[dict]:
+def load_model_configs(path: Path | str | None = None) -> list[dict]:
     """Return the published configs of well-known models (data/model_configs.json)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))["models"]
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} is missing: it ships with labkit in data/; restore it "
-            "with `git checkout data/model_configs.json`."
-        ) from None
+    path = data_path("model_configs.json") if path is None else Path(path)
+    return json.loads(path.read_text(encoding="utf-8"))["models"]
 
 
 def kv_size_rows(

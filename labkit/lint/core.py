@@ -2,10 +2,10 @@
 
 `labkit lint REQUESTS` (or `lint_file` here) renders and tokenizes a session's requests, finds
 the first token and character where each request diverges from the one before it, names the
-likely cause and its fix (`labkit.lint_diff` compares two requests' structure,
-`labkit.lint_causes` holds the causes), and counts the tokens a prefix cache could not reuse.
-`labkit.lint_report` writes the report; everything it outputs passes through
-`labkit.lint_redact.redact`.
+likely cause and its fix (`labkit.lint.diff` compares two requests' structure,
+`labkit.lint.causes` holds the causes), and counts the tokens a prefix cache could not reuse.
+`labkit.lint.report` writes the report; everything it outputs passes through
+`labkit.redact.redact`.
 
 A request file is JSONL (one request a line) or JSON (one request or a list). A line may also be
 a capture `{"headers": {...}, "body": {...}}` (the body may be a JSON string); headers are
@@ -20,14 +20,19 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.engines import common_prefix_len
-from labkit.header import attribution_enabled
-from labkit.lint_causes import CAUSES
-from labkit.lint_diff import changed_ends, compare_requests, message_at
-from labkit.lint_redact import redact, redacted_window
-from labkit.lint_report import SCHEMA, add_cli, format_report, report_json
-from labkit.session_format import read_json_items
-from labkit.sessions import SessionFormatError, render_request, validate_request, with_attribution
+from labkit.lint.causes import CAUSES
+from labkit.lint.diff import changed_ends, compare_requests, message_at
+from labkit.lint.report import SCHEMA, format_report, report_json
+from labkit.redact import redact, redacted_window
+from labkit.sessions.format import read_json_items
+from labkit.sessions.header import attribution_enabled
+from labkit.sessions.render import (
+    SessionFormatError,
+    render_request,
+    validate_request,
+    with_attribution,
+)
+from labkit.tokens import common_prefix_len
 
 __all__ = [
     "SCHEMA",
@@ -35,7 +40,6 @@ __all__ = [
     "LintError",
     "LintReport",
     "RequestLint",
-    "add_cli",
     "format_report",
     "lint_file",
     "lint_requests",
@@ -67,7 +71,7 @@ class RequestLint:
     recomputed_tokens: int  # n_tokens - reused_tokens
     not_reused_tokens: int  # previous request's n_tokens - reused_tokens
     lost_tokens: int  # recomputed beyond what an append-only request would need
-    cause: str  # a key of labkit.lint_causes.CAUSES
+    cause: str  # a key of labkit.lint.causes.CAUSES
     where: str = ""  # the part that changed: "system[0]", "tools", "messages[3].content[1]"
     detail: str = ""  # what changed there, in a few words
     token: int | None = None  # first token that differs (== reused_tokens), None if none does

@@ -12,7 +12,7 @@ The rules follow the engines' source, cited in each engine's module:
 - SGLang (sgl-project/sglang): `python/sglang/srt/mem_cache/radix_cache.py` (`match_prefix`,
   `_split_node`, `_insert_helper`, `evict`) and `managers/schedule_batch.py`
   (`Req.adjust_max_prefix_ids`).
-- Anthropic's API: see `labkit/engine_api.py`.
+- Anthropic's API: see `labkit/engines/hosted_api.py`.
 
 These are models of prompt reuse only: generated tokens, batching, chunked prefill, sliding-window
 checkpoints and llama.cpp's `--cache-reuse` KV shifting are left out.
@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labkit.engine_api import AnthropicAPI
-from labkit.engine_base import (
+from labkit.engines.base import (
     Engine,
     ServeResult,
     Tokens,
@@ -32,8 +31,9 @@ from labkit.engine_base import (
     common_prefix_len,
     token_bytes,
 )
-from labkit.engine_llamacpp import LlamaCppServer
-from labkit.engine_paged import SGLangRadixCache, VllmPrefixCache, block_hashes
+from labkit.engines.hosted_api import AnthropicAPI
+from labkit.engines.llamacpp import LlamaCppServer
+from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache, block_hashes
 
 ENGINE_NAMES = ("llamacpp", "vllm", "sglang", "anthropic")
 __all__ = [

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from labkit.engine_base import ServeResult, Tokens, as_tokens, common_prefix_len, token_bytes
+from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len, token_bytes
 
 
 def block_hashes(tokens: Sequence[int], block_size: int) -> list[bytes]:

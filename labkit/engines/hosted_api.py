@@ -11,22 +11,16 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.engine_base import ServeResult, as_tokens, token_bytes
+from labkit.engines.base import ServeResult, as_tokens, token_bytes
+from labkit.resources import data_path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-CACHING_APIS_PATH = DATA_DIR / "prompt_caching_apis.json"
 USAGE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens", "input_tokens")
 
 
-def load_prompt_caching_apis(path: Path | str = CACHING_APIS_PATH) -> dict:
+def load_prompt_caching_apis(path: Path | str | None = None) -> dict:
     """Return the hosted-API prompt-caching figures, each with its `as_of` date and `source`."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} is missing: it ships with labkit in data/; restore it with "
-            "`git checkout data/prompt_caching_apis.json`."
-        ) from None
+    path = data_path("prompt_caching_apis.json") if path is None else Path(path)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def prefix_digests(tokens: Sequence[int], lengths: set[int]) -> dict[int, bytes]:

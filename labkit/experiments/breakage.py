@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from labkit.cache import as_token_ids
-from labkit.header import attribution_enabled, billing_header
-from labkit.kv_diff import LayerKV, kv_per_layer, kv_relative_difference
+from labkit.experiments.kv_diff import LayerKV, kv_per_layer, kv_relative_difference
+from labkit.sessions.header import attribution_enabled, billing_header
 
 
 def header_messages(

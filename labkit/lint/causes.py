@@ -4,7 +4,7 @@ Found in real agents (see the lab's references): the attribution line's changing
 date or time in the system prompt, `git status` output in the system prompt, tool definitions in
 a non-deterministic order, JSON keys re-ordered between requests, reasoning blocks dropped from
 earlier turns (by the client or by the chat template), and other edits of the history.
-`labkit.lint_diff` finds which part changed; `classify_lines` names a change of system text
+`labkit.lint.diff` finds which part changed; `classify_lines` names a change of system text
 from the lines that changed (the attribution line, a date or time that differs, `git status`
 lines or a section under a git heading, a hex id or hash that differs).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from labkit.lint_redact import redact
-from labkit.sessions import HEADER_LINE
+from labkit.redact import redact
+from labkit.sessions.render import HEADER_LINE
 
 __all__ = ["CAUSES", "Cause", "classify_lines"]
 

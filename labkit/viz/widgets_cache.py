@@ -6,8 +6,8 @@ import html
 
 import ipywidgets as widgets
 
-from labkit.bench import estimate_ttft_s
-from labkit.figures_cache import COLD, WARM
+from labkit.experiments.bench import estimate_ttft_s
+from labkit.viz.figures_cache import COLD, WARM
 
 
 def _bar(label: str, reused: int, computed: int) -> str:

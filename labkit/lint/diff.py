@@ -2,7 +2,7 @@
 
 The parts are compared in the order a chat template renders them: system text, tool
 definitions, messages. The first part that differs says *where*; the lines or keys that changed
-there say *why* (a key of `labkit.lint_causes.CAUSES`): the attribution line's `cch=`, a date or
+there say *why* (a key of `labkit.lint.causes.CAUSES`): the attribution line's `cch=`, a date or
 time, `git status` output, another changing id, the same tools in another order, the same JSON
 object with its keys in another order, a reasoning block dropped from an earlier turn, or some
 other edit of the history. Only what rendering shows counts: `cache_control` marks and the key
@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from labkit.lint_causes import classify_lines
-from labkit.sessions import request_shape
+from labkit.lint.causes import classify_lines
+from labkit.sessions.render import request_shape
 
 __all__ = ["Change", "changed_ends", "compare_requests", "message_at", "request_parts"]
 

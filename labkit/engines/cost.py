@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from labkit.engine_api import AnthropicAPI
-from labkit.engines import simulate
+from labkit.engines.hosted_api import AnthropicAPI
+from labkit.engines.registry import simulate
 
 __all__ = ["api_session_cost", "input_cost_usd"]
 

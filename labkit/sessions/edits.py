@@ -10,8 +10,8 @@ import random
 import re
 from datetime import datetime, timezone
 
-from labkit.header import HEADER_NAME, attribution_enabled, billing_header
-from labkit.session_format import request_shape
+from labkit.sessions.format import request_shape
+from labkit.sessions.header import HEADER_NAME, attribution_enabled, billing_header
 
 __all__ = [
     "HEADER_LINE",

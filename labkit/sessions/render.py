@@ -1,7 +1,7 @@
 """Render coding-agent sessions (Anthropic or OpenAI requests, or rendered prompts) into tokens.
 
-Reading and checking session files lives in `labkit.session_format`, the attribution line and
-other request edits in `labkit.session_edits`; their public names are re-exported here, so
+Reading and checking session files lives in `labkit.sessions.format`, the attribution line and
+other request edits in `labkit.sessions.edits`; their public names are re-exported here, so
 `from labkit.sessions import load_requests, with_attribution` keeps working.
 
 Rendering is deterministic: tool inputs and schemas are written with `json.dumps` in the
@@ -18,14 +18,14 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.header import attribution_enabled
-from labkit.session_edits import HEADER_LINE, with_attribution
-from labkit.session_format import (
+from labkit.sessions.edits import HEADER_LINE, with_attribution
+from labkit.sessions.format import (
     SessionFormatError,
     load_requests,
     request_shape,
     validate_request,
 )
+from labkit.sessions.header import attribution_enabled
 
 __all__ = [
     "HEADER_LINE",

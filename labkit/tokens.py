@@ -1,52 +1,15 @@
-"""What every engine model shares: the result of serving one prompt, and token-id helpers."""
+"""Token-id sequences: normalise them, compare their prefixes, hash them."""
 
 from __future__ import annotations
 
 import operator
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+__all__ = ["Tokens", "as_tokens", "common_prefix_len", "token_bytes"]
 
 Tokens = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ServeResult:
-    """How one engine served one prompt: tokens from cache and tokens computed."""
-
-    n_tokens: int  # prompt length
-    cached: int  # tokens served from cache
-    computed: int  # tokens prefilled; n_tokens == cached + computed
-    detail: dict = field(default_factory=dict)  # engine extras, in the engine's own names
-
-    def __post_init__(self) -> None:
-        if self.cached < 0 or self.computed < 0 or self.cached + self.computed != self.n_tokens:
-            raise ValueError(
-                f"Inconsistent counts: {self.cached} + {self.computed} "
-                f"!= {self.n_tokens}; this is a bug in the engine model."
-            )
-
-    @property
-    def cached_fraction(self) -> float:
-        """Return the share of the prompt served from cache."""
-        return self.cached / self.n_tokens
-
-
-class Engine(Protocol):
-    """What every engine model offers."""
-
-    name: str
-
-    def serve(
-        self,
-        tokens: Sequence[int],
-        *,
-        breakpoints: Sequence[int] | None = None,
-        t_s: float | None = None,
-    ) -> ServeResult: ...
-
-    def reset(self) -> None: ...
 
 
 def as_tokens(tokens: Any) -> Tokens:

@@ -1,4 +1,4 @@
-"""Write a lint report as a table with a summary per cause, or as JSON; run `labkit lint`.
+"""Write a lint report as a table with a summary per cause, or as JSON.
 
 The JSON (schema "labkit.lint/1") is one object:
 
@@ -16,7 +16,7 @@ The JSON (schema "labkit.lint/1") is one object:
                  "fix": str}],
      "errors": [{"line": int | null, "message": str}]}
 
-`cause` is a key of `labkit.lint_causes.CAUSES`. `token` is the first token that differs from
+`cause` is a key of `labkit.lint.causes.CAUSES`. `token` is the first token that differs from
 the previous request (== reused_tokens); `char_span` is the changed characters of this request's
 rendered text and `previous_char_span` those of the previous one (both start where the texts
 first differ; an empty span is a deletion); the texts are windows of 40 characters each side of
@@ -26,14 +26,12 @@ Every string is redacted.
 
 from __future__ import annotations
 
-import json
-import sys
 import textwrap
 
-from labkit.lint_causes import CAUSES
-from labkit.lint_redact import redact
+from labkit.lint.causes import CAUSES
+from labkit.redact import redact
 
-__all__ = ["SCHEMA", "add_cli", "format_report", "report_json"]
+__all__ = ["SCHEMA", "format_report", "report_json"]
 
 SCHEMA = "labkit.lint/1"
 
@@ -145,40 +143,3 @@ def format_report(report, width: int = 120) -> str:
         out += ["", f"Could not read {len(report.errors)} line(s); the others are linted above:"]
         out += [f"  {e.message}" for e in report.errors]
     return redact("\n".join(out))
-
-
-def _cmd_lint(args) -> int:
-    from labkit.lint import lint_file
-
-    try:
-        report = lint_file(args.requests, model=args.model, attribution=args.attribution)
-    except (RuntimeError, ValueError, OSError) as err:  # say it without echoing a secret
-        raise RuntimeError(redact(str(err))) from None
-    if args.json:
-        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
-    else:
-        print(format_report(report))
-    if report.errors:
-        print(f"labkit lint: {len(report.errors)} line(s) could not be read", file=sys.stderr)
-    return 1 if report.errors else 0
-
-
-def add_cli(sub) -> None:
-    """Add the `lint` command to the `labkit` command's subparsers."""
-    lint = sub.add_parser(
-        "lint",
-        help="find where captured requests stop reusing the KV cache, and why",
-        description="Render and tokenize captured requests (JSONL or JSON), find where each "
-        "diverges from the previous one, name the likely cause and suggest a fix. Secrets are "
-        "redacted from all output. Exit status: 0, or 1 when some lines could not be read.",
-    )
-    lint.add_argument("requests", help="request file: JSONL (one request a line) or JSON")
-    lint.add_argument(
-        "--attribution",
-        choices=["on", "off"],
-        help="on: add the attribution line with a fresh cch per request; off: remove it "
-        "(default: the requests as captured)",
-    )
-    lint.add_argument("--json", action="store_true", help=f'print JSON (schema "{SCHEMA}")')
-    lint.add_argument("--model", help="tokenizer to use (default: the default model's)")
-    lint.set_defaults(func=_cmd_lint)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from labkit.engine_base import ServeResult, Tokens, as_tokens, common_prefix_len
+from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len
 
 
 class LlamaCppServer:

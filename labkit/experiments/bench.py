@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,10 +11,9 @@ import torch
 from labkit.cache import generate_greedy, prefill
 from labkit.device import device_name
 from labkit.prefix_cache import PrefixCache
+from labkit.resources import data_path
 from labkit.timing import measure
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-SYSTEM_PROMPT_PATH = DATA_DIR / "long_system_prompt.txt"
 DEFAULT_PREFIX_LENS = (250, 500, 1000, 2000)
 QUESTIONS = (
     "Why does my test pass locally but fail in CI?",
@@ -28,13 +26,7 @@ QUESTIONS = (
 
 def system_prompt_text(num_copies: int = 1) -> str:
     """Return a coding agent's long system prompt (data/long_system_prompt.txt), repeated."""
-    try:
-        text = SYSTEM_PROMPT_PATH.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{SYSTEM_PROMPT_PATH} is missing: it ships with labkit in data/; "
-            "restore it with `git checkout data/long_system_prompt.txt`."
-        ) from None
+    text = data_path("long_system_prompt.txt").read_text(encoding="utf-8").strip()
     parts = [text] + [
         f"Reminder {i}: the rules above still apply.\n{text}" for i in range(2, num_copies + 1)
     ]

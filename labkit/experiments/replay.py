@@ -1,8 +1,8 @@
 """Replay a session through the real model with a PrefixCache, time each turn, fit and project.
 
-The simulations in `labkit.simulate` count tokens; here the model really computes them, so the
-count becomes seconds on this hardware, and a fit of seconds against tokens projects longer
-contexts than the small model can hold.
+The simulations in `labkit.engines.session_sim` count tokens; here the model really computes
+them, so the count becomes seconds on this hardware, and a fit of seconds against tokens
+projects longer contexts than the small model can hold.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 
 from labkit.cache import copy_cache, extend, kv_dims, new_cache
 from labkit.prefix_cache import PrefixCache
-from labkit.session_edits import with_attribution
-from labkit.session_format import request_shape
+from labkit.sessions.edits import with_attribution
+from labkit.sessions.format import request_shape
 from labkit.timing import measure, spread
 
 __all__ = [

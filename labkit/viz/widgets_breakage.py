@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from labkit.breakage import EditEffect
-from labkit.figures_breakage import kv_difference_heatmap, layer_profile_figure, token_strip_figure
+from labkit.experiments.breakage import EditEffect
+from labkit.viz.figures_breakage import (
+    kv_difference_heatmap,
+    layer_profile_figure,
+    token_strip_figure,
+)
 
 
 def strip_window(position: int, seq_len: int, *, per_row: int = 12, rows: int = 6) -> tuple:
@@ -42,8 +46,8 @@ def breakage_widget(
 ) -> widgets.VBox:
     """Return a widget: pick the changed position and a layer; strip, heatmap and cost follow.
 
-    Everything shown comes from `effects` (see labkit.breakage.edit_effects) and the optional
-    measured times per position: nothing runs the model when a slider moves.
+    Everything shown comes from `effects` (see labkit.experiments.breakage.edit_effects) and the
+    optional measured times per position: nothing runs the model when a slider moves.
     """
     by_position = {effect.position: effect for effect in effects}
     num_layers = effects[0].rel_diff.shape[0]

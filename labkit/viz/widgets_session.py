@@ -7,9 +7,9 @@ import html
 import ipywidgets as widgets
 from IPython.display import display
 
-from labkit.engines import ENGINE_NAMES
-from labkit.figures_session import turns_figure
-from labkit.simulate import engine_options, hit_rate, simulate_session, turn_rows
+from labkit.engines.registry import ENGINE_NAMES
+from labkit.engines.session_sim import engine_options, hit_rate, simulate_session, turn_rows
+from labkit.viz.figures_session import turns_figure
 
 BLOCK_SIZES = (1, 4, 8, 16, 32, 64, 128)
 
@@ -28,7 +28,7 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
     """Return a widget: pick session, variant, engine, block size and capacity; the figure follows.
 
     `rendered[session][variant]` is a session already rendered (tokenized once, e.g. with
-    `labkit.simulate.render_variant`); a change only re-runs the cheap engine simulation.
+    `labkit.engines.session_sim.render_variant`); a change only re-runs the cheap engine simulation.
     Block size applies to vLLM (block) and SGLang (page); capacity 0 means unbounded.
     """
     sessions = list(rendered)

@@ -1,0 +1,1 @@
+"""Data that ships with labkit: the build installs this folder as the package `labkit.data`."""

@@ -1,0 +1,55 @@
+"""Presentation: plotly figures (plain data in, a Figure out) and the ipywidgets built on them."""
+
+from labkit.viz.figures_breakage import (
+    fit_line,
+    header_on_off_figure,
+    kv_difference_heatmap,
+    layer_profile_figure,
+    recompute_time_figure,
+    token_strip_figure,
+)
+from labkit.viz.figures_cache import (
+    decode_figure,
+    kv_heatmap_figure,
+    kv_memory_figure,
+    kv_models_figure,
+    kv_size_rows,
+    load_model_configs,
+    prefix_sweep_figure,
+)
+from labkit.viz.figures_session import (
+    bar_figure,
+    cumulative_figure,
+    fit_figure,
+    projection_figure,
+    replay_figure,
+    turns_figure,
+)
+from labkit.viz.widgets_breakage import breakage_widget
+from labkit.viz.widgets_cache import prefix_reuse_explorer
+from labkit.viz.widgets_session import session_explorer
+
+__all__ = [
+    "bar_figure",
+    "breakage_widget",
+    "cumulative_figure",
+    "decode_figure",
+    "fit_figure",
+    "fit_line",
+    "header_on_off_figure",
+    "kv_difference_heatmap",
+    "kv_heatmap_figure",
+    "kv_memory_figure",
+    "kv_models_figure",
+    "kv_size_rows",
+    "load_model_configs",
+    "layer_profile_figure",
+    "prefix_reuse_explorer",
+    "prefix_sweep_figure",
+    "projection_figure",
+    "recompute_time_figure",
+    "replay_figure",
+    "session_explorer",
+    "token_strip_figure",
+    "turns_figure",
+]

@@ -1,0 +1,1 @@
+"""The lessons: the build installs this folder as the package `labkit.notebooks`."""
