@@ -12,7 +12,18 @@ PACKAGE_DIR = Path(labkit.__file__).parent
 # Bottom to top. The root modules (models, cache, timing, ...) are the model-side library that
 # everything builds on; `labkit/__init__.py` re-exports across layers and the command line sits on
 # top of all of them.
-LAYERS = ["", "sessions", "engines", "experiments", "lint", "server", "viz", "cli"]
+LAYERS = [
+    "",
+    "sessions",
+    "engines",
+    "experiments",
+    "lint",
+    "server",
+    "proxy",
+    "exercises",
+    "viz",
+    "cli",
+]
 TOP_LEVEL = {"labkit", "labkit.cli", "labkit.__main__"}
 
 
