@@ -6,9 +6,14 @@ without it they are skipped, saying so.
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -300,6 +305,52 @@ def test_a_server_that_never_gets_healthy_is_killed(tmp_path, gguf, monkeypatch)
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # gone, not orphaned
         os.kill(pid, 0)
+
+
+FAKE_HEALTHY_SERVER = """
+import http.server, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in state  # a zombie waiting for its new parent to reap it is dead too
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_no_orphan_when_the_python_that_started_it_is_killed(tmp_path, gguf):
+    fake = tmp_path / "fake_server.py"
+    fake.write_text(FAKE_HEALTHY_SERVER)
+    binary = _script(tmp_path, f'exec {sys.executable} {fake} "$@"')
+    child = (
+        "import os, signal\n"
+        "from labkit.server import llama_server\n"
+        f"with llama_server({str(gguf)!r}, health_timeout_s=60) as server:\n"
+        "    print(server.process.pid, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)  # as a Jupyter kernel restart does\n"
+    )
+    env = {**os.environ, "LABKIT_LLAMA_SERVER": str(binary)}
+    result = subprocess.run(
+        [sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    pid = int(result.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(pid), f"llama-server stand-in {pid} outlived the Python that started it"
 
 
 # ---- against the real llama-server

@@ -83,13 +83,20 @@ def server_command(
     return cmd
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
-    os.setsid()  # its own process group, so stopping it stops everything it started
+def _child_setup_function():
+    """Return what the child runs between fork and exec: its own group, and death with us."""
+    prctl = None
     if sys.platform.startswith("linux"):
         import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def setup() -> None:
+        os.setsid()  # its own process group, so stopping it stops everything it started
+        if prctl is not None:
+            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when our thread dies
+
+    return setup
 
 
 def _stop_group(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
@@ -207,7 +214,7 @@ def llama_server(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_child_setup,  # noqa: PLW1509 (the child only calls setsid and prctl)
+            preexec_fn=_child_setup_function(),  # setsid and prctl only, nothing to import
         )
     server = LlamaServer(f"http://{HOST}:{port}", port, log_path, cmd, slots, ctx, proc)
     finalizer = weakref.finalize(server, _stop_group, proc)  # also runs at interpreter exit
