@@ -14,17 +14,26 @@ from labkit.server.process import DEFAULT_CTX, llama_server
 __all__ = ["add_cli", "format_probe_table", "render_probe_session"]
 
 
-def render_probe_session(file: str, attribution: str | None, *, seed: int = 0, model=None):
-    """Return (requests, rendered) of a session file or bundled name, the line on/off/as is."""
+def render_probe_session(
+    file: str, attribution: str | None, *, seed: int = 0, model=None, shorten: dict | None = None
+):
+    """Return (requests, rendered) of a session file or bundled name, the line on/off/as is.
+
+    `shorten` (keyword arguments of `labkit.experiments.shorten_session`) makes the session short
+    first, for a slow machine: same structure, fewer tokens.
+    """
+    from labkit.experiments.replay import shorten_session
     from labkit.models import load_tokenizer
     from labkit.resources import resolve_session
     from labkit.sessions.render import load_requests, render_request, with_attribution
 
     requests = load_requests(resolve_session(file))
+    tokenizer = load_tokenizer(model)
+    if shorten is not None:
+        requests = shorten_session(requests, tokenizer, **shorten)
     if attribution is not None:  # a fresh cch per request, from the seed (as `labkit simulate`)
         rng = random.Random(seed)
         requests = [with_attribution(r, attribution, rng=rng) for r in requests]
-    tokenizer = load_tokenizer(model)
     return requests, [render_request(r, tokenizer) for r in requests]
 
 
