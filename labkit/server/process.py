@@ -4,8 +4,9 @@ The server runs in its own process group with a log file; labkit waits for `GET 
 answer 200 (llama.cpp answers 503 while it loads the model: `tools/server/server.cpp`, the
 `/health` route). Stopping sends SIGTERM to the group, then SIGKILL. Three guards keep a server
 from outliving the Python that started it: the context manager's `finally`, a
-`weakref.finalize` (which also runs at interpreter exit), and on Linux `PR_SET_PDEATHSIG`, so a
-kernel killed with SIGKILL (a Jupyter restart) takes its server with it.
+`weakref.finalize` (which also runs at interpreter exit), and on Linux `PR_SET_PDEATHSIG` with
+SIGKILL, so a kernel killed with SIGKILL (a Jupyter restart) takes its server with it (SIGTERM
+would not do: a busy llama-server finishes its batch first, which took minutes on a loaded CPU).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _child_setup_function():
     def setup() -> None:
         os.setsid()  # its own process group, so stopping it stops everything it started
         if prctl is not None:
-            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when our thread dies
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when our thread dies
 
     return setup
 
