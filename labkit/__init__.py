@@ -3,7 +3,8 @@
 The model-side library sits at the top (models, fetch, device, timing, cache, prefix_cache); the
 subpackages below it hold one concern each: `labkit.sessions` (agent requests as data),
 `labkit.engines` (serving-engine models), `labkit.experiments` (measurements on the model),
-`labkit.lint` (diagnose captured traffic) and `labkit.viz` (figures and widgets). The names below
+`labkit.lint` (diagnose captured traffic), `labkit.server` (a real llama.cpp server and probes of
+any server) and `labkit.viz` (figures and widgets). The names below
 are the ones the notebooks use most. Importing labkit loads no model and changes no setting.
 """
 

@@ -1,4 +1,4 @@
-"""The `labkit` command: info, fetch, notebooks, bench, simulate and lint."""
+"""The `labkit` command: info, fetch, notebooks, bench, simulate, lint, server and probe."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from labkit.env import environment_report
 from labkit.experiments import bench
 from labkit.lint import cli as lint_cli
 from labkit.resources import copy_notebooks
+from labkit.server import cli as server_cli
 
 
 def _cmd_info(args) -> int:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_cli(sub)
     lint_cli.add_cli(sub)
     session_sim.add_cli(sub)
+    server_cli.add_cli(sub)  # server, probe; bench --server
     notebooks = sub.add_parser(
         "notebooks",
         help="copy the lesson notebooks into a folder (default ./labkit-notebooks)",

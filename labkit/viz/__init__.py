@@ -17,6 +17,7 @@ from labkit.viz.figures_cache import (
     load_model_configs,
     prefix_sweep_figure,
 )
+from labkit.viz.figures_server import ms_per_token_figure, server_turns_figure
 from labkit.viz.figures_session import (
     bar_figure,
     cumulative_figure,
@@ -43,12 +44,14 @@ __all__ = [
     "kv_models_figure",
     "kv_size_rows",
     "load_model_configs",
+    "ms_per_token_figure",
     "layer_profile_figure",
     "prefix_reuse_explorer",
     "prefix_sweep_figure",
     "projection_figure",
     "recompute_time_figure",
     "replay_figure",
+    "server_turns_figure",
     "session_explorer",
     "token_strip_figure",
     "turns_figure",
