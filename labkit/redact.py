@@ -41,7 +41,12 @@ _NAME_PREFIX = r"(?:[A-Za-z0-9]+[-_])*"  # DB_PASSWORD, OPENAI_API_KEY, my-secre
 _NAME_END = r"[\"']?\s*[:=](?:\s|\\[nrt])*(?:(?:Bearer|Basic|Token)\s+)?"
 _QUOTED_OR_BARE = r"(?:(?<=\")[^\"\n]+(?=\")|(?<=')[^'\n]+(?=')|(?<![\"'])[^\s\"'&,;<>)}\]\\]{4,})"
 _RANDOMISH = r"(?=[^\s\"'&,;<>)}\]\\]*\d)[^\s\"'&,;<>)}\]\\]{8,}"  # 8+ characters, one a digit
-_NOT_DONE = r"(?!\[REDACTED\]|(?:Bearer|Basic|Token)\s)"
+# a vendor prefix stays readable, as the vendor patterns keep it: ANTHROPIC_API_KEY=sk-[REDACTED]
+_VENDOR_PREFIX = (
+    r"(?:sk-(?:ant-|proj-|svcacct-)?|(?:sk|rk|pk)_(?:live|test)_|AKIA|ASIA|gh[pousr]_|glpat-"
+    r"|AIza|npm_|hf_|xox[abprs]-)"
+)
+_NOT_DONE = r"(?![^\s\"'\[]*\[REDACTED\]|(?:Bearer|Basic|Token)\s)"  # not twice, not a scheme
 
 # Each pattern's group "keep" (if any) is kept; the rest of the match is replaced.
 _PATTERNS = [
@@ -67,12 +72,12 @@ _PATTERNS = [
     # name: value, name=value, "name": "value", ?name=value&... (headers, JSON, URLs, configs)
     re.compile(
         rf"(?P<keep>{_NAME_START}{_NAME_PREFIX}(?:{_STRONG_NAMES})"
-        rf"{_NAME_END}[\"']?){_NOT_DONE}{_QUOTED_OR_BARE}",
+        rf"{_NAME_END}[\"']?{_VENDOR_PREFIX}?){_NOT_DONE}{_QUOTED_OR_BARE}",
         re.IGNORECASE,
     ),
     re.compile(
         rf"(?P<keep>{_NAME_START}{_NAME_PREFIX}(?:{_WEAK_NAMES})"
-        rf"{_NAME_END}[\"']?){_NOT_DONE}{_RANDOMISH}",
+        rf"{_NAME_END}[\"']?{_VENDOR_PREFIX}?){_NOT_DONE}{_RANDOMISH}",
         re.IGNORECASE,
     ),
 ]
@@ -80,7 +85,7 @@ _PATTERNS = [
 # A long token (20+ characters) within a few words after a word that names a secret.
 _NEAR_NAME = re.compile(
     r"(?:key|token|secret|passw|credential|auth|bearer|signature)[A-Za-z]*\b[^\n]{0,40}?"
-    r"(?<![A-Za-z0-9+/_\-])(?P<value>[A-Za-z0-9+/_\-]{20,}={0,2})",
+    rf"(?<![A-Za-z0-9+/_\-]){_VENDOR_PREFIX}?(?P<value>[A-Za-z0-9+/_\-]{{20,}}={{0,2}})",
     re.IGNORECASE,
 )
 _ENTROPY_BITS_PER_CHAR = 3.5
