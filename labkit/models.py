@@ -1,8 +1,18 @@
-"""Load the models: default SmolLM2-135M-Instruct (offline), any hub id or folder, tiny-random."""
+"""Load the models: default SmolLM2-135M-Instruct (offline), any hub id or folder, tiny-random.
+
+Every transformers load passes `trust_remote_code=False`: a folder whose config names its own
+Python code (`auto_map`) is refused, never run, and never prompts "run the custom code? [y/N]".
+The default model's folder carries a manifest (`labkit-manifest.json`: bytes and sha256 of each
+file, written by `labkit fetch`); every load checks the sizes and the safetensors header against
+the file, `verify_model_dir(hashes=True)` (`labkit info --verify`) also the hashes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -14,6 +24,8 @@ CACHE_ENV = "LABKIT_CACHE"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 TINY_RANDOM = "tiny-random"
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "default", "smollm2-135m-instruct"}
+MANIFEST = "labkit-manifest.json"
+TINY_CONTEXT_TOKENS = 4096  # tiny-random's max_position_embeddings
 
 # The same ChatML template SmolLM2-Instruct ships, so tiny-random renders chats like the real model.
 CHATML_TEMPLATE = (
@@ -30,6 +42,10 @@ class ModelNotAvailableError(RuntimeError):
     """The model asked for cannot be loaded here (not fetched yet, or no network for a hub id)."""
 
 
+class ModelIntegrityError(ModelNotAvailableError):
+    """The default model's files are truncated, changed or incomplete."""
+
+
 def cache_dir() -> Path:
     """Return labkit's cache folder: $LABKIT_CACHE, else ~/.cache/labkit."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "labkit").expanduser()
@@ -41,9 +57,107 @@ def default_model_dir() -> Path:
 
 
 def default_model_ready() -> bool:
-    """Return True when the default model has been fetched and converted."""
+    """Return True when the default model is fetched, converted and passes the size checks."""
     folder = default_model_dir()
-    return (folder / "model.safetensors").is_file() and (folder / "labkit-source.json").is_file()
+    if not ((folder / "model.safetensors").is_file() and (folder / "labkit-source.json").is_file()):
+        return False
+    return not verify_model_dir(folder)
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> dict:
+    """Write `labkit-manifest.json` in a model folder: bytes and sha256 of every other file."""
+    folder = Path(folder)
+    files = {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {"files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Return what is wrong with a safetensors file's header and size, None if they agree."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                return f"{path.name}: header longer than the file"
+            header = json.loads(f.read(header_len))
+        end = max(
+            (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (struct.error, ValueError, KeyError, TypeError, IndexError):
+        return f"{path.name}: not a readable safetensors file"
+    if 8 + header_len + end != size:
+        return f"{path.name}: {size:,} bytes, its header says {8 + header_len + end:,}"
+    return None
+
+
+def verify_model_dir(folder: Path, *, hashes: bool = False) -> list[str]:
+    """Return the problems of a model folder (empty when it is whole): every file its manifest
+    lists must exist with its size (and its sha256 with hashes=True); safetensors files must
+    match their own headers. A folder without a manifest (fetched by an older labkit) is checked
+    by its headers only."""
+    folder = Path(folder)
+    problems = [p for f in sorted(folder.glob("*.safetensors")) if (p := _safetensors_problem(f))]
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return problems + (["no manifest (run `labkit fetch` to add one)"] if hashes else [])
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        return problems + [f"{MANIFEST}: unreadable"]
+    for name, entry in files.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != entry["bytes"]:
+            problems.append(f"{name}: {path.stat().st_size:,} bytes, expected {entry['bytes']:,}")
+        elif hashes and sha256_file(path) != entry["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest (the file changed)")
+    return problems
+
+
+def _check_default_model() -> Path:
+    folder = default_model_dir()
+    if not ((folder / "model.safetensors").is_file() and (folder / "labkit-source.json").is_file()):
+        raise _not_ready_error()
+    problems = verify_model_dir(folder)
+    if problems:
+        raise ModelIntegrityError(
+            f"The default model in {folder} is damaged: {'; '.join(problems)}. Run "
+            "`labkit fetch` to repair it (it converts the model again)."
+        )
+    return folder
+
+
+def context_tokens(name: str | None = None) -> int | None:
+    """Return the context length (max_position_embeddings) of a model, None if unknown here."""
+    name = resolve_model_name(name)
+    if name == TINY_RANDOM:
+        return TINY_CONTEXT_TOKENS
+    folder = default_model_dir() if name.lower() in _DEFAULT_ALIASES else Path(name).expanduser()
+    config = folder / "config.json"
+    try:
+        data = json.loads(config.read_text())
+        data = data.get("text_config", data)
+        value = data.get("max_position_embeddings") or data.get("n_positions")
+        return int(value) if value else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def resolve_model_name(name: str | None = None) -> str:
@@ -129,10 +243,9 @@ def load_model(name: str | None = None, device=None, dtype: torch.dtype | None =
 
 
 def _from_pretrained(auto_class, name: str, **kwargs):
+    kwargs["trust_remote_code"] = False  # never run a model folder's own Python code
     if name.lower() in _DEFAULT_ALIASES:
-        if not default_model_ready():
-            raise _not_ready_error()
-        return auto_class.from_pretrained(default_model_dir(), **kwargs)
+        return auto_class.from_pretrained(_check_default_model(), **kwargs)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -144,6 +257,12 @@ def _from_pretrained(auto_class, name: str, **kwargs):
         return auto_class.from_pretrained(name, local_files_only=offline, **kwargs)
     except (OSError, ValueError) as err:
         where = "folder" if path.exists() else "hub id"
+        if "trust_remote_code" in str(err):
+            raise ModelNotAvailableError(
+                f"The {where} {name!r} ships custom code (auto_map in its config) that "
+                "transformers would have to run; labkit never runs a model's own Python code "
+                "(trust_remote_code=False). Use a model whose architecture transformers supports."
+            ) from None
         hint = (
             "HF_HUB_OFFLINE is set, so the hub is not asked; "
             if offline

@@ -13,6 +13,7 @@ from labkit.cache import (
     cache_bytes,
     check_cache_holds,
     check_prefix,
+    check_same_model,
     common_prefix_len,
     copy_cache,
     extend,
@@ -48,9 +49,11 @@ class _Entry:
 class PrefixCache:
     """Store request caches; serve each request from the longest stored prefix of its tokens.
 
-    Each entry keeps the exact token ids its cache was computed from, so a cache is only ever
-    reused for the positions whose tokens match. Memory stays under capacity_tokens and/or
-    capacity_bytes by evicting the least recently used entries. An entry whose tokens are a
+    Each entry keeps its own copy of the exact token ids its cache was computed from (compared
+    token by token with what the cache records, when labkit made it), so a cache is only ever
+    reused for the positions whose tokens match; a cache computed by another model is refused.
+    Memory stays under capacity_tokens and/or capacity_bytes by evicting the least recently used
+    entries. An entry whose tokens are a
     prefix of a newer one is dropped: the newer entry serves every request the older one could.
     """
 
@@ -119,8 +122,14 @@ class PrefixCache:
         return PrefixCacheResult(logits, cache, ids, reused, len(ids) - reused)
 
     def insert(self, token_ids, cache) -> bool:
-        """Store a copy of a cache computed from token_ids; return whether it was kept."""
-        ids = check_cache_holds(cache, token_ids)
+        """Store a copy of a cache computed from token_ids; return whether it was kept.
+
+        Raise CacheMismatchError if the cache was computed by another model or (for a cache
+        labkit made) from other tokens. The ids and the cache are copied: changing them later
+        cannot change what is stored.
+        """
+        check_same_model(self.model, cache)
+        ids = check_cache_holds(cache, token_ids).clone()
         num_bytes = cache_bytes(cache)
         if not self._fits(len(ids), num_bytes, 0, 0):
             return False  # larger than the whole capacity

@@ -28,8 +28,8 @@ def as_tokens(tokens: Any) -> Tokens:
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """Return the length of the longest common prefix of two token sequences."""
-    a, b = tuple(a), tuple(b)
+    """Return the length of the longest common prefix of two token sequences (or two strings)."""
+    a, b = (x if isinstance(x, (str, bytes, tuple)) else tuple(x) for x in (a, b))
     lo, hi = 0, min(len(a), len(b))
     if a[:hi] == b[:hi]:
         return hi

@@ -83,7 +83,8 @@ def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys
     code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "off", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert all(set(row) == {"n_tokens", "cached", "computed"} for row in rows)
+    assert all(set(row) == {"n_tokens", "cached", "computed", "over_context"} for row in rows)
+    assert not any(row["over_context"] for row in rows)  # 8,192 tokens of context are enough
     assert rows[0]["cached"] == 0
     for before, after in pairwise(rows):  # longer than before: no last-token rule applies
         assert after["n_tokens"] > before["n_tokens"]
@@ -122,8 +123,9 @@ def test_cli_reads_prompt_lines_with_special_tokens(tmp_path, capsys):
     n_first = len(first) - 2 * sum(specials)
     n_second = n_first + len("<|im_start|>assistant\n") - specials[0]
     assert json.loads(out) == [
-        {"n_tokens": n_first, "cached": 0, "computed": n_first},
-        {"n_tokens": n_second, "cached": n_first, "computed": n_second - n_first},
+        {"n_tokens": n_first, "cached": 0, "computed": n_first, "over_context": False},
+        {"n_tokens": n_second, "cached": n_first, "computed": n_second - n_first}
+        | {"over_context": False},
     ]
     code, out, _ = run_cli(capsys, *args)
     lines = out.strip().splitlines()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Sequence
 from itertools import accumulate
 
 from labkit.engines.base import ServeResult
 from labkit.engines.registry import ENGINE_NAMES, make_engine, simulate
+from labkit.redact import redact
 from labkit.resources import resolve_session
 from labkit.sessions.edits import apply_variant
 from labkit.sessions.render import load_requests, render_request, with_attribution
@@ -159,7 +161,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _cmd_simulate(args) -> int:
-    from labkit.models import load_tokenizer
+    from labkit.models import context_tokens, load_tokenizer
 
     options = engine_options(
         args.engine,
@@ -176,12 +178,22 @@ def _cmd_simulate(args) -> int:
         requests = [with_attribution(r, args.attribution, rng=rng) for r in requests]
     rendered = [render_request(r, tokenizer) for r in requests]
     results = simulate_session(rendered, args.engine, **options)
+    context = context_tokens(args.model)
+    for r, result in enumerate(results):
+        if context and result.n_tokens > context:
+            print(
+                f"labkit simulate: warning: request {r} has {result.n_tokens:,} tokens, more than "
+                f"the model's context of {context:,}: a server would refuse it or cut it",
+                file=sys.stderr,
+            )
     if args.json:
         keys = ("n_tokens", "cached", "computed")
-        print(json.dumps([{k: getattr(r, k) for k in keys} for r in results]))
+        rows = [{k: getattr(r, k) for k in keys} for r in results]
+        over = [bool(context and r.n_tokens > context) for r in results]
+        print(json.dumps([row | {"over_context": o} for row, o in zip(rows, over, strict=True)]))
         return 0
     attribution = args.attribution or "as in the file"
-    print(f"{path.name} on {args.engine} (attribution {attribution})")
+    print(redact(f"{path.name} on {args.engine} (attribution {attribution})"))
     print(format_table(turn_rows(rendered, results)))
     print(f"hit rate after the first request: {hit_rate(results):.1%}")
     return 0
@@ -194,7 +206,8 @@ def add_cli(sub) -> None:
         help="replay a session's requests on a serving-engine model, turn by turn",
         description='Render and tokenize a session (JSONL or JSON requests, or {"prompt": ...} '
         "lines) and serve it on a model of a serving engine's prefix cache: one row per request "
-        "with tokens, cached and computed.",
+        "with tokens, cached and computed. Exit status: 0; 2 for bad input (the message names "
+        "the file, line, request and field); 3 internal error.",
     )
     cmd.add_argument(
         "file",

@@ -61,6 +61,12 @@ _CAUSE_LIST = [
         "metadata), or put them after the last cached block.",
     ),
     Cause(
+        "changing-secret",
+        "a credential in the prompt changed (value not shown)",
+        "Keep credentials out of the prompt (send them as HTTP headers, which are not prompt "
+        "text); a key or token that rotates inside the prompt busts the cache at every change.",
+    ),
+    Cause(
         "system-edited",
         "system prompt edited",
         "Keep the system prompt fixed for the session; put what changes in the latest message.",

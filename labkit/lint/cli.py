@@ -21,8 +21,12 @@ def _cmd_lint(args) -> int:
         print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
     else:
         print(format_report(report))
+    for warning in report.warnings:
+        print(f"labkit lint: warning: {redact(warning)}", file=sys.stderr)
     if report.errors:
         print(f"labkit lint: {len(report.errors)} line(s) could not be read", file=sys.stderr)
+    if report.errors and not report.requests:
+        return 2  # nothing could be read: bad input
     return 1 if report.errors else 0
 
 
@@ -33,7 +37,8 @@ def add_cli(sub) -> None:
         help="find where captured requests stop reusing the KV cache, and why",
         description="Render and tokenize captured requests (JSONL or JSON), find where each "
         "diverges from the previous one, name the likely cause and suggest a fix. Secrets are "
-        "redacted from all output. Exit status: 0, or 1 when some lines could not be read.",
+        "redacted from all output. Exit status: 0; 1 when some lines could not be read (the "
+        "others are linted); 2 for bad input (no file, no readable request); 3 internal error.",
     )
     lint.add_argument("requests", help="request file: JSONL (one request a line) or JSON")
     lint.add_argument(

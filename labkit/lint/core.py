@@ -15,7 +15,6 @@ dropped. Lines that cannot be read are reported with their line number; the rest
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from labkit.lint.causes import CAUSES
 from labkit.lint.diff import changed_ends, compare_requests, message_at
 from labkit.lint.report import SCHEMA, format_report, report_json
 from labkit.redact import redact, redacted_window
-from labkit.sessions.format import read_json_items
+from labkit.sessions.format import decode_lines, read_json_items
 from labkit.sessions.header import attribution_enabled
 from labkit.sessions.render import (
     SessionFormatError,
@@ -43,6 +42,7 @@ __all__ = [
     "format_report",
     "lint_file",
     "lint_requests",
+    "over_context_warnings",
     "read_captured",
     "redact",
     "report_json",
@@ -107,6 +107,8 @@ class LintReport:
     lost_tokens: int = 0  # recomputed_tokens - ideal_recomputed_tokens
     loss_fraction: float = 0.0  # lost_tokens / n_tokens
     causes: list[CauseSummary] = field(default_factory=list)
+    context_tokens: int | None = None  # the model's context length, when known
+    warnings: list[str] = field(default_factory=list)  # e.g. requests longer than the context
 
 
 def _unwrap(item) -> dict:
@@ -118,6 +120,8 @@ def _unwrap(item) -> dict:
                 item = json.loads(item)
             except json.JSONDecodeError as err:
                 raise SessionFormatError(f"body: not valid JSON: {err.msg}") from None
+            except (ValueError, RecursionError):
+                raise SessionFormatError("body: not valid JSON (too deep or too large)") from None
     if isinstance(item, dict):
         item = {k: v for k, v in item.items() if k != "headers"}
     validate_request(item)
@@ -129,11 +133,10 @@ def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No request file at {path}: check the path (see data/sessions/).")
-    items, bad_lines = read_json_items(
-        path.read_text(encoding="utf-8", errors="replace"), path.suffix
-    )
+    text, bad_bytes = decode_lines(path.read_bytes())
+    items, bad_lines = read_json_items(text, path.suffix)
     requests = []
-    errors = [LintError(line_no, message) for line_no, message in bad_lines]
+    errors = [LintError(line_no, message) for line_no, message in bad_bytes + bad_lines]
     for index, (item, line_no) in enumerate(items):
         try:
             requests.append((_unwrap(item), line_no))
@@ -162,7 +165,7 @@ def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
     if reused == prev.n_tokens:
         return row
     change = compare_requests(prev_request, request)
-    char = len(os.path.commonprefix([prev.text, cur.text]))
+    char = common_prefix_len(prev.text, cur.text)
     if change is not None:
         row.cause, row.where, row.detail = change.cause, change.where, change.detail
     elif cur.text.startswith(prev.text):
@@ -189,6 +192,7 @@ def lint_requests(
     lines: list[int | None] | None = None,
     source: str = "requests given",
     model: str = "the tokenizer given",
+    context_tokens: int | None = None,
 ) -> LintReport:
     """Lint a session's requests in order; `attribution` on/off rewrites the attribution line.
 
@@ -214,6 +218,8 @@ def lint_requests(
             continue
         rows.append(_lint_pair(k, lines[k], rendered[k - 1], cur, requests[k - 1], requests[k]))
     report = LintReport(source=redact(source), model=model, attribution=label, requests=rows)
+    report.context_tokens = context_tokens
+    report.warnings = over_context_warnings([r.n_tokens for r in rows], context_tokens, lines)
     report.n_tokens = sum(r.n_tokens for r in rows)
     report.recomputed_tokens = sum(r.recomputed_tokens for r in rows)
     report.lost_tokens = sum(r.lost_tokens for r in rows)
@@ -230,6 +236,21 @@ def lint_requests(
     return report
 
 
+def over_context_warnings(
+    n_tokens: list[int], context_tokens: int | None, lines: list[int | None] | None = None
+) -> list[str]:
+    """Return a warning for each request longer than the model's context (none if unknown)."""
+    if not context_tokens:
+        return []
+    lines = lines or [None] * len(n_tokens)
+    return [
+        f"request {k}{f' (line {line})' if line else ''} has {n:,} tokens, more than the model's "
+        f"context of {context_tokens:,}: a server would refuse it or cut it"
+        for k, (n, line) in enumerate(zip(n_tokens, lines, strict=True))
+        if n > context_tokens
+    ]
+
+
 def lint_file(
     path: str | Path,
     tokenizer=None,
@@ -239,12 +260,13 @@ def lint_file(
     seed: int = 0,
 ) -> LintReport:
     """Lint a request file (JSONL or JSON) with `tokenizer`, else the tokenizer of `model`."""
-    from labkit.models import load_tokenizer, resolve_model_name
+    from labkit.models import context_tokens, load_tokenizer, resolve_model_name
 
     pairs, errors = read_captured(path)
-    label = model or "the tokenizer given"
+    label, context = model or "the tokenizer given", None
     if tokenizer is None:
         tokenizer, label = load_tokenizer(model), resolve_model_name(model)
+        context = context_tokens(model)
     requests, lines = [r for r, _ in pairs], [n for _, n in pairs]
     report = lint_requests(
         requests,
@@ -253,7 +275,8 @@ def lint_file(
         seed=seed,
         lines=lines,
         source=str(path),
-        model=label,
+        model=redact(label),
+        context_tokens=context,
     )
     report.errors = errors
     return report

@@ -14,14 +14,16 @@ The JSON (schema "labkit.lint/1") is one object:
                                          "previous_text": str, "new_text": str}}],
      "causes": [{"cause": str, "label": str, "requests": [int], "lost_tokens": int,
                  "fix": str}],
-     "errors": [{"line": int | null, "message": str}]}
+     "errors": [{"line": int | null, "message": str}],
+     "context_tokens": int | null, "warnings": [str]}
 
 `cause` is a key of `labkit.lint.causes.CAUSES`. `token` is the first token that differs from
 the previous request (== reused_tokens); `char_span` is the changed characters of this request's
 rendered text and `previous_char_span` those of the previous one (both start where the texts
 first differ; an empty span is a deletion); the texts are windows of 40 characters each side of
 that point. `lost_tokens` sum to totals.lost_tokens; loss_fraction = lost_tokens / n_tokens.
-Every string is redacted.
+`context_tokens` is the model's context length (null when unknown); `warnings` name each request
+longer than it. Every string is redacted.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def report_json(report) -> dict:
         "requests": requests,
         "causes": [vars(c) | {"requests": list(c.requests)} for c in report.causes],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+        "context_tokens": report.context_tokens,
+        "warnings": list(report.warnings),
     }
     return _redacted(out)
 
