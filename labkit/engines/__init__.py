@@ -1,4 +1,4 @@
-"""Serving-engine models (llama.cpp, vLLM, SGLang, a hosted prompt cache) and session simulation."""
+"""Serving-engine models (llama.cpp, vLLM, SGLang, an Anthropic-style cache), session simulation."""
 
 from labkit.engines.base import (
     Engine,
