@@ -371,3 +371,56 @@ def test_changing_token_at_position_10_caps_reuse_for_every_engine():
         engine.reset()
     fixed = {e.name: simulate(e, stable)[1].cached for e in engines}
     assert fixed == {"llamacpp": 499, "sglang": 499, "vllm": 496, "anthropic": 500}
+
+
+# ---------------------------------------------------------------- replies
+
+
+def test_replies_are_kept_but_the_last_sampled_token():
+    """Request 1 is 100 tokens; the engine generates a 20-token reply, the last being the
+    end-of-turn token that stopped generation (never fed back, so no engine holds its KV).
+    Request 2 carries request 1, the reply and 50 new tokens (170 tokens).
+
+    llama.cpp and SGLang keep 100 + 19 = 119 tokens and reuse them all. vLLM keeps the full
+    16-token blocks of those 119 tokens: 7 blocks, 112 tokens. With the reply ignored they reuse
+    the prompt only: 100, 100 and 6 blocks (96). The Anthropic-style cache reads its entry at the
+    end of request 1 (100 tokens) either way: a reply is cached only when a request carries it.
+    """
+    prompt, reply = run(0, 100), run(500, 520)
+    requests = [prompt, prompt + reply + run(600, 650)]
+    engines = [
+        LlamaCppServer(),
+        SGLangRadixCache(),
+        VllmPrefixCache(),
+        AnthropicAPI(min_cacheable_tokens=0),
+    ]
+    kept = {e.name: simulate(e, requests, generated=[reply, ()])[1].cached for e in engines}
+    assert kept == {"llamacpp": 119, "sglang": 119, "vllm": 112, "anthropic": 100}
+    for engine in engines:
+        engine.reset()
+    ignored = {e.name: simulate(e, requests)[1].cached for e in engines}
+    assert ignored == {"llamacpp": 100, "sglang": 100, "vllm": 96, "anthropic": 100}
+
+
+def test_vllm_caches_the_blocks_filled_while_decoding():
+    # A 30-token prompt fills one 16-token block; 19 kept reply tokens bring it to 49: 3 blocks.
+    engine = VllmPrefixCache()
+    prompt, reply = run(0, 30), run(100, 120)
+    assert engine.serve(prompt, generated=reply).detail["generated_kept"] == 19
+    assert len(engine.free_queue) == 3
+    # The next request diverges inside the reply, at token 40: blocks 0 and 1 (32 tokens) hit.
+    follow = prompt + reply[:10] + run(900, 950)
+    assert engine.serve(follow).cached == 32
+
+
+def test_a_reply_a_later_request_does_not_carry_is_not_reused():
+    # The client edited the reply (or the model's output re-tokenized differently): reuse stops
+    # where the held reply and the carried one differ, as for any other prompt change.
+    for engine in (LlamaCppServer(), SGLangRadixCache()):
+        engine.serve(run(0, 100), generated=run(500, 520))
+        assert engine.serve(run(0, 100) + run(500, 505) + run(700, 760)).cached == 105
+    sglang = SGLangRadixCache(capacity_tokens=150)
+    sglang.serve(run(0, 100), generated=run(500, 520))
+    assert sglang.tree_tokens == 119
+    with pytest.raises(ValueError, match="prompt and reply"):
+        SGLangRadixCache(capacity_tokens=110).serve(run(0, 100), generated=run(500, 520))

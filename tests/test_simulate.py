@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 
 from labkit.cli import main
+from labkit.engines import AnthropicAPI, generated_after, simulate
 from labkit.engines.cost import api_session_cost, input_cost_usd
 from labkit.engines.session_sim import (
     compare_engines,
@@ -77,10 +78,22 @@ def test_cli_header_on_reuse_stops_inside_the_header(name, smol_tok, capsys):
         assert row["cached"] < request.header_span[1]  # never past the end of the line
 
 
+def reply_end(before, after, tokenizer) -> int:
+    """Return the tokens of `after` up to the end-of-turn token that closes the reply to `before`.
+
+    Worked out on the text, not with labkit's spans: `after` extends `before`'s text with the
+    assistant's reply, then `<|im_end|>`; the engines keep everything before that token.
+    """
+    assert after.text.startswith(before.text)  # header off: append-only
+    end = after.text.index("<|im_end|>", len(before.text))
+    return len(tokenizer(after.text[:end], add_special_tokens=False)["input_ids"])
+
+
 @pytest.mark.parametrize("name", BUNDLED)
 def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys):
     path = data_path("sessions") / f"{name}.jsonl"
-    code, out, _ = run_cli(capsys, path, "--engine", "llamacpp", "--attribution", "off", "--json")
+    args = (path, "--engine", "llamacpp", "--attribution", "off", "--json")
+    code, out, _ = run_cli(capsys, *args, "--replies", "ignored")
     assert code == 0
     rows = json.loads(out)
     assert all(set(row) == {"n_tokens", "cached", "computed", "over_context"} for row in rows)
@@ -89,25 +102,94 @@ def test_cli_header_off_reuses_the_whole_previous_request(name, smol_tok, capsys
     for before, after in pairwise(rows):  # longer than before: no last-token rule applies
         assert after["n_tokens"] > before["n_tokens"]
         assert after["cached"] == before["n_tokens"]
+    # The default keeps the replies too: each request reuses the previous one and its reply.
+    code, out, _ = run_cli(capsys, *args)
+    off = render_session(load_requests(path), smol_tok, attribution=False)
+    expected = [0] + [reply_end(a, b, smol_tok) for a, b in pairwise(off)]
+    assert code == 0 and [row["cached"] for row in json.loads(out)] == expected
+    assert all(c > r["n_tokens"] for c, r in zip(expected[1:], rows, strict=False))
 
 
 def test_engines_header_on_and_off_on_a_bundled_session(smol_tok):
     requests = load_requests(data_path("sessions") / f"{BUNDLED[0]}.jsonl")
     on = render_variant(requests, smol_tok, "header on")
     off = render_variant(requests, smol_tok, "header off")
-    rows = compare_engines({"on": on, "off": off})
-    for row in rows:
-        if row["label"] == "on":
-            assert row["cached"] < row["header_end"]
-        elif row["turn"]:
-            before = off[row["turn"] - 1]
-            expected = {
-                "llamacpp": before.n_tokens,
-                "sglang": before.n_tokens,
-                "vllm": before.n_tokens // 16 * 16,
-                "anthropic": before.breakpoints[-1],  # its last cache_control block
-            }[row["engine"]]
-            assert row["cached"] == expected, row
+    for replies in ("cached", "ignored"):
+        rows = compare_engines({"on": on, "off": off}, replies=replies)
+        for row in rows:
+            if row["label"] == "on":
+                assert row["cached"] < row["header_end"]
+            elif row["turn"]:
+                before, after = off[row["turn"] - 1], off[row["turn"]]
+                held = reply_end(before, after, smol_tok) if replies == "cached" else None
+                expected = {
+                    "llamacpp": held or before.n_tokens,
+                    "sglang": held or before.n_tokens,
+                    "vllm": (held or before.n_tokens) // 16 * 16,
+                    "anthropic": before.api_breakpoints[-1],  # its last cache_control block
+                }[row["engine"]]
+                assert row["cached"] == expected, (replies, row)
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "vllm", "sglang"])
+def test_cli_replies_cached_against_ignored(engine, smol_tok, capsys):
+    path = data_path("sessions") / f"{BUNDLED[1]}.jsonl"
+    results = {}
+    for replies in ("cached", "ignored"):
+        args = (path, "--engine", engine, "--attribution", "off", "--replies", replies)
+        code, out, _ = run_cli(capsys, *args, "--json")
+        assert code == 0
+        results[replies] = json.loads(out)
+        code, text, _ = run_cli(capsys, *args)
+        assert f"replies {replies}" in text and "no eviction unless --capacity" in text
+    computed = {k: sum(r["computed"] for r in rows) for k, rows in results.items()}
+    # Every turn but the first has a reply of dozens of tokens before it: cached replies save them.
+    assert computed["cached"] < computed["ignored"] - 13 * 20
+    off = render_session(load_requests(path), smol_tok, attribution=False)
+    assert results["cached"] == [
+        {"n_tokens": r.n_tokens, "cached": r.cached, "computed": r.computed}
+        for r in simulate_session(off, engine, replies="cached")
+    ]
+    with pytest.raises(ValueError, match="cached, ignored"):
+        simulate_session(off, engine, replies="sometimes")
+
+
+def test_generated_after_is_the_next_requests_reply_through_end_of_turn(tiny_tok):
+    rendered = [render_request(r, tiny_tok) for r in session(3)]
+    generated = generated_after(rendered)
+    assert [tiny_tok.decode(g) for g in generated[:2]] == ["ok 1<|im_end|>", "ok 2<|im_end|>"]
+    assert generated[2] == ()  # the last request's reply is not in the session
+    # Not the next turn of the same conversation (fewer messages): no reply is known.
+    assert generated_after([rendered[2], rendered[0]])[0] == ()
+    assert generated_after([[1, 2, 3], [1, 2, 3, 4]]) == [(), ()]  # plain token lists
+    # llama.cpp keeps "ok 1" (4 tokens, one a byte) but not the end-of-turn token.
+    results = simulate_session(rendered, "llamacpp")
+    assert results[1].cached == rendered[0].n_tokens + 4
+    ignored = simulate_session(rendered, "llamacpp", replies="ignored")
+    assert ignored[1].cached == rendered[0].n_tokens
+
+
+def test_api_orders_tools_first_and_a_tool_reorder_costs_everything(tiny_tok):
+    requests = session(3)
+    for request in requests:
+        request["system"] = [{**request["system"][0], "cache_control": {"type": "ephemeral"}}]
+    requests[2]["tools"] = requests[2]["tools"][::-1]  # an MCP reconnect: same tools, new order
+    rendered = [render_request(r, tiny_tok) for r in requests]
+    api_text = tiny_tok.decode(rendered[0].api_tokens)
+    assert api_text.startswith("<|im_start|>system\n# Tools")  # tools -> system -> messages
+    assert api_text.index("You are a coding agent") > api_text.index("## ls")
+    assert sorted(rendered[0].api_tokens) == sorted(rendered[0].tokens)  # same text, reordered
+    # Local template (system, then tools): reuse stops where the tools start differing.
+    system_end = rendered[2].breakpoints[0]  # end of the system block, before the tools
+    local = simulate_session(rendered, "llamacpp")[2].cached
+    assert system_end < local < rendered[2].system_span[1]
+    # Template order on an Anthropic-style cache: the system block's entry would still be read.
+    template_order = simulate(AnthropicAPI(min_cacheable_tokens=0), rendered)[2]
+    assert template_order.cached == system_end
+    # The API's order: the tools come first, so the reorder invalidates every entry.
+    api = simulate_session(rendered, "anthropic", min_cacheable_tokens=0)
+    assert api[1].cached == rendered[0].api_breakpoints[-1] > 0  # unchanged tools: read as before
+    assert api[2].cached == 0
 
 
 def test_cli_reads_prompt_lines_with_special_tokens(tmp_path, capsys):
@@ -295,7 +377,7 @@ def test_rows_rates_figure_and_widget(tiny_tok):
     rendered = {
         "s": {v: render_variant(session(), tiny_tok, v) for v in ("header on", "header off")}
     }
-    results = simulate_session(rendered["s"]["header off"], "sglang")
+    results = simulate_session(rendered["s"]["header off"], "sglang", replies="ignored")
     rows = turn_rows(rendered["s"]["header off"], results)
     assert [r["cached"] for r in rows[1:]] == [r.n_tokens for r in results[:-1]]
     reused = sum(r.cached for r in results[1:]) / sum(r.n_tokens for r in results[1:])

@@ -1,4 +1,4 @@
-"""Serving-engine models (llama.cpp, vLLM, SGLang, a hosted prompt cache) and session simulation."""
+"""Serving-engine models (llama.cpp, vLLM, SGLang, an Anthropic-style cache), session simulation."""
 
 from labkit.engines.base import (
     Engine,
@@ -13,6 +13,7 @@ from labkit.engines.hosted_api import AnthropicAPI, load_prompt_caching_apis
 from labkit.engines.llamacpp import LlamaCppServer
 from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache, block_hashes
 from labkit.engines.registry import ENGINE_NAMES, make_engine, request_fields, simulate
+from labkit.engines.replies import REPLIES, api_view, generated_after
 from labkit.engines.session_sim import (
     compare_engines,
     cumulative,
@@ -26,6 +27,7 @@ from labkit.engines.session_sim import (
 
 __all__ = [
     "ENGINE_NAMES",
+    "REPLIES",
     "AnthropicAPI",
     "Engine",
     "LlamaCppServer",
@@ -34,12 +36,14 @@ __all__ = [
     "Tokens",
     "VllmPrefixCache",
     "api_session_cost",
+    "api_view",
     "as_tokens",
     "block_hashes",
     "common_prefix_len",
     "compare_engines",
     "cumulative",
     "engine_options",
+    "generated_after",
     "hit_rate",
     "input_cost_usd",
     "load_prompt_caching_apis",

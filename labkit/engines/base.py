@@ -41,7 +41,12 @@ class ServeResult:
 
 
 class Engine(Protocol):
-    """What every engine model offers."""
+    """What every engine model offers.
+
+    `serve` serves one prompt and, after it, keeps in its cache what the engine would keep of
+    the `generated` tokens (the reply, through its end-of-turn token; see
+    `labkit.engines.replies`).
+    """
 
     name: str
 
@@ -51,6 +56,7 @@ class Engine(Protocol):
         *,
         breakpoints: Sequence[int] | None = None,
         t_s: float | None = None,
+        generated: Sequence[int] = (),
     ) -> ServeResult: ...
 
     def reset(self) -> None: ...

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from labkit.engines.hosted_api import AnthropicAPI
-from labkit.engines.registry import simulate
+from labkit.engines.registry import request_fields, simulate
+from labkit.engines.replies import api_view
 
 __all__ = ["api_session_cost", "input_cost_usd"]
 
@@ -37,19 +38,22 @@ def api_session_cost(
     caching: bool = True,
     **api_options,
 ) -> dict:
-    """Return the input tokens by kind and the USD of a session on the Anthropic API model.
+    """Return the input tokens by kind and the USD of a session on the Anthropic-style cache model.
+
+    The model sees every token it is given: a session rendered with the attribution line is the
+    gateway case (a proxy that caches the line as text), not Anthropic's own API, which handles
+    the line apart from the prompt.
 
     With `caching=False` no request carries `cache_control`: every token is plain input.
     Multipliers and the minimum cacheable length come from data/prompt_caching_apis.json unless
     given in `api_options` (see `AnthropicAPI`).
     """
     api = AnthropicAPI(**api_options)
-    requests = [
-        {"tokens": r.tokens, "breakpoints": r.breakpoints if caching else [], "t_s": r.t_s}
-        if hasattr(r, "tokens")
-        else {**r, "breakpoints": r.get("breakpoints") if caching else []}
-        for r in rendered
-    ]
+    requests = []
+    for request in rendered:  # in the API's prefix order: tools -> system -> messages
+        tokens, breakpoints, t_s = request_fields(api_view(request))
+        breakpoints = breakpoints if caching else []
+        requests.append({"tokens": tokens, "breakpoints": breakpoints, "t_s": t_s})
     totals = {"input_tokens": 0, "cache_write_tokens": 0, "cache_read_tokens": 0}
     for result in simulate(api, requests):
         totals["input_tokens"] += result.detail["input_tokens"]

@@ -1,4 +1,10 @@
-"""Model hosted-API prompt caching (Anthropic's `cache_control` breakpoints) on token ids.
+"""Model an Anthropic-style prompt cache (`cache_control` breakpoints) on token ids.
+
+This is a prompt cache that sees every token of the request, the attribution line included: what
+a third-party gateway or proxy that caches Anthropic-style requests does with it. Anthropic's own
+API handles the attribution line apart from the prompt, so the line does not break its prompt
+cache; this model is the gateway case. Its prefix order is the API's, tools -> system ->
+messages: give it requests through `labkit.engines.replies.api_view` (the session helpers do).
 
 Defaults come from `data/prompt_caching_apis.json`, a dated snapshot of the vendors' docs:
 check the live prompt-caching and pricing pages before quoting a figure.
@@ -33,7 +39,9 @@ def prefix_digests(tokens: Sequence[int], lengths: set[int]) -> dict[int, bytes]
 
 
 class AnthropicAPI:
-    """Anthropic prompt caching: `cache_control` breakpoints, exact-prefix entries with a TTL.
+    """Anthropic-style prompt caching: `cache_control` breakpoints, exact-prefix entries, a TTL.
+
+    The tokens are the whole request as the cache sees it, in tools -> system -> messages order.
 
     - `breakpoints` are prefix lengths where a `cache_control` block ends (at most
       `max_breakpoints`); None is automatic caching (one breakpoint at the end of the prompt),
@@ -99,8 +107,12 @@ class AnthropicAPI:
         *,
         breakpoints: Sequence[int] | None = None,
         t_s: float | None = None,
+        generated: Sequence[int] = (),
     ) -> ServeResult:
-        """Serve one request at time `t_s` (seconds) with `cache_control` at `breakpoints`."""
+        """Serve one request at time `t_s` (seconds) with `cache_control` at `breakpoints`.
+
+        `generated` is ignored: a reply is cached only when a later request carries it.
+        """
         tokens = as_tokens(tokens)
         n = len(tokens)
         now_s = self._last_t_s + 1.0 if t_s is None else float(t_s)

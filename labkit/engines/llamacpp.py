@@ -1,8 +1,16 @@
 """Model llama.cpp's `llama-server` prompt reuse: slots, LCP slot choice and the RAM prompt cache.
 
 Rules from ggml-org/llama.cpp `tools/server/server-context.cpp` (`get_available_slot`; the
-`[TAG_PROMPT_LOGITS]` step of `update_slots`) and `tools/server/server-task.cpp`
-(`server_prompt_cache::alloc`, `load`, `update`).
+`[TAG_PROMPT_LOGITS]` step of `update_slots`; in `update_slots`, a generating slot's
+`slot.prompt.tokens.push_back(slot.sampled)` before each decode step, and the slot's release when
+`process_token` returns false), `tools/server/server-task.cpp` (`server_prompt_cache::alloc`,
+`load`, `update`) and `tools/server/server.cpp` (`-np` auto: `n_parallel = 4`, `kv_unified`).
+
+Simplified: the model defaults to one slot; `llama-server`'s default `-np` auto gives 4 slots on
+a unified KV cache, and with one client sending one request at a time the LCP-similarity slot
+choice sends every turn of a conversation back to the slot that holds it, which one slot
+reproduces. The RAM cache is unbounded in tokens unless `cache_ram_max_tokens` is set (the server
+caps it in MiB, 8192 by default); `--cache-reuse` chunk shifting is left out.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ class LlamaCppServer:
       into the slot. Oldest saved prompts go past `cache_ram_max_tokens`, keeping at least one
       (the server caps in MiB, default 8192; here in tokens).
     - Reuse (`cache_n`): the common prefix with the slot, minus one token if it is the whole
-      prompt (the last token is always evaluated to get logits). Slots hold prompts only.
+      prompt (the last token is always evaluated to get logits).
+    - After the request the slot holds the prompt and the `generated` tokens but the last one
+      (the sampled token that ended generation is never fed back). `generated=()` keeps the
+      prompt only, as with `--replies ignored`.
     """
 
     name = "llamacpp"
@@ -57,9 +68,11 @@ class LlamaCppServer:
         *,
         breakpoints: Sequence[int] | None = None,
         t_s: float | None = None,
+        generated: Sequence[int] = (),
     ) -> ServeResult:
-        """Serve one prompt; `breakpoints` and `t_s` are ignored."""
+        """Serve one prompt, then keep it and `generated[:-1]` in the slot; ignore the rest."""
         tokens = as_tokens(tokens)
+        kept = as_tokens(generated)[:-1] if len(generated) > 1 else ()
         slot, selected_by, update_cache = self._select_slot(tokens)
         n_restored = 0
         if update_cache and self.cache_ram:
@@ -70,7 +83,7 @@ class LlamaCppServer:
         cache_n = common_prefix_len(self.slots[slot], tokens)
         if cache_n == n:
             cache_n -= 1  # evaluate at least one token to get logits
-        self.slots[slot] = tokens
+        self.slots[slot] = tokens + kept
         self._t_last_used[slot], self._n_served = self._n_served, self._n_served + 1
         detail = {
             "cache_n": cache_n,
@@ -79,6 +92,7 @@ class LlamaCppServer:
             "selected_by": selected_by,
             "n_restored": n_restored,
             "ram_prompts": len(self.ram),
+            "generated_kept": len(kept),
         }
         return ServeResult(n, cache_n, n - cache_n, detail)
 

@@ -1,11 +1,18 @@
 """Model vLLM's and SGLang's prefix caches: chained block hashes, and a radix tree of token runs.
 
-- vLLM (vllm-project/vllm): `vllm/v1/core/kv_cache_manager.py` (`get_computed_blocks`),
-  `kv_cache_utils.py` (`hash_block_tokens`), `single_type_kv_cache_manager.py` (`free`),
-  `block_pool.py`, and `docs/design/prefix_caching.md`.
+- vLLM (vllm-project/vllm): `vllm/v1/core/kv_cache_manager.py` (`get_computed_blocks`;
+  `allocate_slots`, which caches the full blocks of `min(total_computed_tokens + num_new_tokens,
+  request.num_tokens)` tokens, output included), `kv_cache_utils.py` (`hash_block_tokens`),
+  `single_type_kv_cache_manager.py` (`free`), `block_pool.py`, and
+  `docs/design/prefix_caching.md`.
 - SGLang (sgl-project/sglang): `python/sglang/srt/mem_cache/radix_cache.py` (`match_prefix`,
-  `_split_node`, `_insert_helper`, `evict`) and `managers/schedule_batch.py`
+  `_split_node`, `_insert_helper`, `evict`; `cache_finished_req`, which inserts
+  `(req.origin_input_ids + req.output_ids)[:-1]`) and `managers/schedule_batch.py`
   (`Req.adjust_max_prefix_ids`).
+
+Both keep what was generated but the last sampled token (never fed back): `generated` is the
+reply through its end-of-turn token (`labkit.engines.replies`). No eviction happens unless a
+capacity is set (`capacity_blocks`, `capacity_tokens`): by default the pool is unbounded.
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ class VllmPrefixCache:
     - Reuse: the leading full blocks whose chained hash is cached, at most (n - 1) // block_size
       of them (`max_cache_hit_length = num_tokens - 1`, and hits are whole blocks, so a fully
       cached prompt recomputes its whole last block).
-    - After the request every full block is cached. Blocks are freed last block first, so under
-      pressure a prompt's tail is evicted before its head. `capacity_blocks` is the pool size
-      (None = unbounded); a request needs ceil(n / block_size) blocks at once.
+    - After the request every full block of the prompt and of `generated[:-1]` (the blocks filled
+      while decoding) is cached. Blocks are freed last block first, so under pressure a prompt's
+      tail is evicted before its head. `capacity_blocks` is the pool size (None = unbounded); a
+      request needs a block for every 16 (block_size) tokens it holds at once.
     Simplified: one block per hash (vLLM can briefly hold two blocks with the same hash).
     """
 
@@ -59,17 +67,19 @@ class VllmPrefixCache:
         *,
         breakpoints: Sequence[int] | None = None,
         t_s: float | None = None,
+        generated: Sequence[int] = (),
     ) -> ServeResult:
-        """Serve one prompt; `breakpoints` and `t_s` are ignored."""
+        """Serve one prompt and cache the full blocks of it and `generated[:-1]`."""
         tokens = as_tokens(tokens)
+        held = tokens + (as_tokens(generated)[:-1] if len(generated) > 1 else ())
         n, size = len(tokens), self.block_size
-        needed = -(-n // size)
+        needed = -(-len(held) // size)
         if self.capacity_blocks is not None and needed > self.capacity_blocks:
             raise ValueError(
-                f"The prompt needs {needed} blocks of {size} tokens but the pool "
-                f"holds {self.capacity_blocks}: raise capacity_blocks."
+                f"The request (prompt and reply) needs {needed} blocks of {size} tokens but the "
+                f"pool holds {self.capacity_blocks}: raise capacity_blocks."
             )
-        hashes = block_hashes(tokens, size)
+        hashes = block_hashes(held, size)
         hits = 0
         while hits < (n - 1) // size and hashes[hits] in self.free_queue:
             hits += 1
@@ -83,7 +93,8 @@ class VllmPrefixCache:
             self.free_queue[h] = None
             self.free_queue.move_to_end(h)
         cached = hits * size
-        return ServeResult(n, cached, n - cached, {"num_cached_blocks": hits, "block_size": size})
+        detail = {"num_cached_blocks": hits, "block_size": size, "generated_kept": len(held) - n}
+        return ServeResult(n, cached, n - cached, detail)
 
 
 @dataclass(eq=False)
@@ -101,9 +112,10 @@ class SGLangRadixCache:
 
     - Reuse: the longest tree path matching the prompt's first n - 1 tokens (at least one token
       is computed), cut to a multiple of `page_size`; a match ending inside a node splits it.
-    - After the request the prompt (cut to whole pages) is inserted. When the pool
-      (`capacity_tokens`, None = unbounded) lacks room for the n - matched new tokens, the least
-      recently used unlocked leaves are evicted whole; a parent left childless becomes a leaf.
+    - After the request the prompt and `generated[:-1]` (cut to whole pages) are inserted. When
+      the pool (`capacity_tokens`, None = unbounded) lacks room for the tokens the request adds,
+      the least recently used unlocked leaves are evicted whole; a parent left childless becomes
+      a leaf.
     """
 
     name = "sglang"
@@ -126,22 +138,25 @@ class SGLangRadixCache:
         *,
         breakpoints: Sequence[int] | None = None,
         t_s: float | None = None,
+        generated: Sequence[int] = (),
     ) -> ServeResult:
-        """Serve one prompt; `breakpoints` and `t_s` are ignored."""
+        """Serve one prompt, then insert it and `generated[:-1]` into the tree."""
         tokens = as_tokens(tokens)
+        held = tokens + (as_tokens(generated)[:-1] if len(generated) > 1 else ())
         n, page = len(tokens), self.page_size
-        if self.capacity_tokens is not None and n > self.capacity_tokens:
+        if self.capacity_tokens is not None and len(held) > self.capacity_tokens:
             raise ValueError(
-                f"The prompt has {n} tokens but the pool holds "
+                f"The request (prompt and reply) holds {len(held)} tokens but the pool holds "
                 f"{self.capacity_tokens}: raise capacity_tokens."
             )
         matched, last = self._match(tokens[: (n - 1) // page * page])
         self._lock(last, +1)
         if self.capacity_tokens is not None:
-            self._evict(n - matched - (self.capacity_tokens - self.tree_tokens))
-        self._insert(tokens[: n // page * page])
+            self._evict(len(held) - matched - (self.capacity_tokens - self.tree_tokens))
+        self._insert(held[: len(held) // page * page])
         self._lock(last, -1)
         detail = {"matched_prefix_len": matched, "tree_tokens": self.tree_tokens}
+        detail["generated_kept"] = len(held) - n
         return ServeResult(n, matched, n - matched, detail)
 
     def node_runs(self) -> list[Tokens]:

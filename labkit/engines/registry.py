@@ -12,15 +12,18 @@ The rules follow the engines' source, cited in each engine's module:
 - SGLang (sgl-project/sglang): `python/sglang/srt/mem_cache/radix_cache.py` (`match_prefix`,
   `_split_node`, `_insert_helper`, `evict`) and `managers/schedule_batch.py`
   (`Req.adjust_max_prefix_ids`).
-- Anthropic's API: see `labkit/engines/hosted_api.py`.
+- An Anthropic-style prompt cache that sees the attribution line as text (a gateway or proxy;
+  Anthropic's own API handles the line apart): see `labkit/engines/hosted_api.py`.
+- What each engine keeps of the tokens it generated: see `labkit/engines/replies.py`.
 
-These are models of prompt reuse only: generated tokens, batching, chunked prefill, sliding-window
-checkpoints and llama.cpp's `--cache-reuse` KV shifting are left out.
+Left out: batching, chunked prefill, sliding-window checkpoints and llama.cpp's `--cache-reuse`
+KV shifting (which re-uses chunks shifted by a deletion, not the tokens after a same-length
+changed token).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from labkit.engines.base import (
@@ -77,14 +80,23 @@ def request_fields(request: Any) -> tuple[Any, Any, Any]:
     return request, None, None
 
 
-def simulate(engine: Engine, requests: Iterable[Any]) -> list[ServeResult]:
+def simulate(
+    engine: Engine,
+    requests: Iterable[Any],
+    *,
+    generated: Sequence[Sequence[int]] | None = None,
+) -> list[ServeResult]:
     """Serve the requests in order, from the engine's current state; return one result each.
 
     A request is a token sequence, a mapping with "tokens" (and optional "breakpoints", "t_s"),
-    or an object with those attributes. Call `engine.reset()` first for a cold start.
+    or an object with those attributes. `generated[k]`, if given, is what the engine generated
+    after request k (`labkit.engines.replies.generated_after`); the engine keeps it as the real
+    engine does. Call `engine.reset()` first for a cold start.
     """
     results = []
-    for request in requests:
+    for k, request in enumerate(requests):
         tokens, breakpoints, t_s = request_fields(request)
-        results.append(engine.serve(tokens, breakpoints=breakpoints, t_s=t_s))
+        reply = generated[k] if generated is not None else ()
+        extra = {"generated": reply} if len(reply) else {}  # engines without it keep working
+        results.append(engine.serve(tokens, breakpoints=breakpoints, t_s=t_s, **extra))
     return results

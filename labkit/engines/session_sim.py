@@ -2,6 +2,12 @@
 
 Also the `labkit simulate FILE --engine NAME` command, which prints one row per request.
 Everything here counts tokens with the engine models of `labkit.engines`; nothing runs a model.
+
+`replies="cached"` (the default) lets each engine keep what it generated after a request, read
+from the next request (`labkit.engines.replies`): the best case, where the model's output
+re-tokenizes to the reply the client sends back. `replies="ignored"` caches prompts only: the
+lower bound. The "anthropic" engine is served the requests in the hosted API's prefix order,
+tools -> system -> messages, and is a gateway's view: it sees the attribution line as text.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from itertools import accumulate
 
 from labkit.engines.base import ServeResult
 from labkit.engines.registry import ENGINE_NAMES, make_engine, simulate
+from labkit.engines.replies import REPLIES, api_view, generated_after
 from labkit.redact import redact
 from labkit.resources import resolve_session
 from labkit.sessions.edits import apply_variant
 from labkit.sessions.render import load_requests, render_request, with_attribution
 
 __all__ = [
+    "REPLIES",
+    "SIMPLIFICATIONS",
     "add_cli",
     "compare_engines",
     "cumulative",
@@ -44,6 +53,18 @@ _OPTIONS = {
     "vllm": ("block_size", "capacity_tokens"),
     "sglang": ("block_size", "capacity_tokens"),
     "anthropic": (),
+}
+
+
+SIMPLIFICATIONS = {
+    "llamacpp": "one slot (llama-server's default -np auto has 4 on a unified KV cache; one client "
+    "at a time goes back to the slot that holds its conversation), RAM prompt cache with no "
+    "eviction unless --capacity is set, no --cache-reuse shifting",
+    "vllm": "one pool of blocks, no eviction unless --capacity is set",
+    "sglang": "one radix tree, no eviction unless --capacity is set",
+    "anthropic": "an Anthropic-style prompt cache that sees the attribution line as text (a "
+    "gateway or proxy; Anthropic's own API handles the line apart), prefix order tools -> system "
+    "-> messages, entries never evicted before their TTL",
 }
 
 
@@ -89,9 +110,20 @@ def engine_options(
     return {name: value for name, value in options.items() if value is not None}
 
 
-def simulate_session(rendered: Sequence, engine: str = "llamacpp", **options) -> list[ServeResult]:
-    """Serve a rendered session on a fresh engine model; return one ServeResult per request."""
-    return simulate(make_engine(engine, **options), rendered)
+def simulate_session(
+    rendered: Sequence, engine: str = "llamacpp", *, replies: str = "cached", **options
+) -> list[ServeResult]:
+    """Serve a rendered session on a fresh engine model; return one ServeResult per request.
+
+    `replies`: "cached" keeps what the engine generated after each request (the reply the next
+    request carries), "ignored" caches prompts only. The "anthropic" engine gets each request in
+    the API's prefix order (tools -> system -> messages) and never caches replies.
+    """
+    if replies not in REPLIES:
+        raise ValueError(f"replies must be one of {', '.join(REPLIES)}, not {replies!r}.")
+    requests = [api_view(r) for r in rendered] if engine == "anthropic" else rendered
+    generated = generated_after(rendered) if replies == "cached" else None
+    return simulate(make_engine(engine, **options), requests, generated=generated)
 
 
 def turn_rows(rendered: Sequence, results: Sequence[ServeResult]) -> list[dict]:
@@ -114,12 +146,15 @@ def compare_engines(
     sessions: dict[str, Sequence],
     engines: Sequence[str] = ENGINE_NAMES,
     options: dict[str, dict] | None = None,
+    *,
+    replies: str = "cached",
 ) -> list[dict]:
     """Return a long table: one row per (session label, engine, turn) with tokens cached."""
     rows = []
     for label, rendered in sessions.items():
         for engine in engines:
-            results = simulate_session(rendered, engine, **(options or {}).get(engine, {}))
+            engine_options = (options or {}).get(engine, {})
+            results = simulate_session(rendered, engine, replies=replies, **engine_options)
             for row in turn_rows(rendered, results):
                 rows.append({"label": label, "engine": engine, **row})
     return rows
@@ -177,7 +212,7 @@ def _cmd_simulate(args) -> int:
         rng = random.Random(args.seed)
         requests = [with_attribution(r, args.attribution, rng=rng) for r in requests]
     rendered = [render_request(r, tokenizer) for r in requests]
-    results = simulate_session(rendered, args.engine, **options)
+    results = simulate_session(rendered, args.engine, replies=args.replies, **options)
     context = context_tokens(args.model)
     for r, result in enumerate(results):
         if context and result.n_tokens > context:
@@ -193,9 +228,12 @@ def _cmd_simulate(args) -> int:
         print(json.dumps([row | {"over_context": o} for row, o in zip(rows, over, strict=True)]))
         return 0
     attribution = args.attribution or "as in the file"
-    print(redact(f"{path.name} on {args.engine} (attribution {attribution})"))
+    print(
+        redact(f"{path.name} on {args.engine} (attribution {attribution}, replies {args.replies})")
+    )
     print(format_table(turn_rows(rendered, results)))
     print(f"hit rate after the first request: {hit_rate(results):.1%}")
+    print(f"model: {SIMPLIFICATIONS[args.engine]}")
     return 0
 
 
@@ -220,6 +258,13 @@ def add_cli(sub) -> None:
         choices=["on", "off"],
         help="on: add the attribution line with a fresh cch per request; off: remove it "
         "(default: the requests as in the file)",
+    )
+    cmd.add_argument(
+        "--replies",
+        choices=REPLIES,
+        default="cached",
+        help="cached: the engine keeps the reply it generated after each request (read from the "
+        "next request, the best case); ignored: prompts only, the lower bound (default: cached)",
     )
     cmd.add_argument("--json", action="store_true", help="print a JSON list, one object a request")
     cmd.add_argument("--model", help="tokenizer to use (default: the default model's)")

@@ -39,8 +39,10 @@ _CAUSE_LIST = [
         "changing id in the attribution line (cch=)",
         'Set "CLAUDE_CODE_ATTRIBUTION_HEADER": "0" in the "env" block of ~/.claude/settings.json '
         "(or have the proxy in front of your local server strip the x-anthropic-billing-header "
-        "line). Claude Code v2.1.181+ is reported to keep it stable per conversation behind a "
-        "custom base URL.",
+        "line). Anthropic's own API handles the line apart from the prompt; it breaks caches "
+        "that see it as text (a local server, a gateway or proxy). Claude Code 2.1.x sends a "
+        "fresh cch per request; v2.1.181+ is reported to keep it stable per conversation behind "
+        "a custom base URL.",
     ),
     Cause(
         "timestamp",

@@ -62,6 +62,15 @@ class RenderedRequest:
     system_span: tuple[int, int] | None = None  # the system message's content
     header_span: tuple[int, int] | None = None  # the attribution line, without its newline
     t_s: float | None = None  # the request's "t_s" field (seconds), if it carries one
+    # Each chat message in order (system first): its role, and its content's token span (None
+    # when the template hid it). Empty for an already-rendered {"prompt": ...} request.
+    roles: list[str] = field(default_factory=list)
+    message_spans: list[tuple[int, int] | None] = field(default_factory=list)
+    # The hosted API's cache prefix order, tools -> system -> messages (Anthropic shape with
+    # tools): the same request rendered with the tools section before the system blocks. None
+    # when that order is the template's own (no tools, or not an Anthropic request).
+    api_tokens: list[int] | None = field(default=None, repr=False)
+    api_breakpoints: list[int] | None = None
     n_tokens: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,14 +134,17 @@ def _anthropic_block(block: dict) -> str:
     return f"<thinking>{block.get('thinking', '')}</thinking>"
 
 
-def _anthropic_chat(request: dict) -> list[tuple[str, _Builder]]:
+def _anthropic_chat(request: dict, tools_first: bool = False) -> list[tuple[str, _Builder]]:
     chat = []
     system, tools = request.get("system"), request.get("tools") or []
     if system or tools:
         out = _Builder()
-        for block in [{"text": system}] if isinstance(system, str) else system or []:
-            out.add(block["text"], "cache_control" in block, _SEP)
-        if tools:
+        if tools and tools_first:
+            _tools_text(tools, out)
+        blocks = [{"text": system}] if isinstance(system, str) else system or []
+        for i, block in enumerate(blocks):  # after the tools, the first block opens a paragraph
+            out.add(block["text"], "cache_control" in block, _SEP * 2 if i == 0 else _SEP)
+        if tools and not tools_first:
             _tools_text(tools, out)
         chat.append(("system", out))
     for message in request["messages"]:
@@ -208,27 +220,30 @@ def render_request(request: dict, tokenizer) -> RenderedRequest:
     as blocks end before a newline or a special token, is left out). A block is found in the
     rendered text by searching for its message's content in order; a template that rewrites
     content (strips it, say) can hide a message, whose breakpoints are then left out.
+
+    `roles` and `message_spans` locate each message's content in the tokens (the token at a
+    span's end is the template's end-of-turn token, `<|im_end|>` for ChatML): the engine models
+    read a reply the model generated from the next request (`labkit.engines.replies`). An
+    Anthropic request with tools is rendered a second time in the hosted API's cache order,
+    tools -> system -> messages (`api_tokens`, `api_breakpoints`), since a local template puts
+    the tools after the system prompt.
     """
     shape = validate_request(request)
     t_s = request.get("t_s")
     t_s = float(t_s) if isinstance(t_s, (int, float)) else None
     if shape == "prompt":
-        text, marks, system = request["prompt"], [], None
+        text, marks, system, spans, roles = request["prompt"], [], None, [], []
     else:
         chat = _anthropic_chat(request) if shape == "anthropic" else _openai_chat(request)
-        text = _apply_template(tokenizer, [{"role": r, "content": b.text()} for r, b in chat])
-        marks, system, cursor = [], None, 0
-        for role, out in chat:
-            content = out.text()
-            start = text.find(content, cursor)
-            if start < 0 or not content:
-                continue
-            if role == "system" and system is None:
-                system = (start, start + len(content))
-            marks += [start + mark for mark in out.marks]
-            cursor = start + len(content)
+        text, marks, system, spans = _render_chat(tokenizer, chat)
+        roles = [role for role, _ in chat]
     tokens, to_token = _tokenize(tokenizer, text)
     header = HEADER_LINE.search(text)
+    api_tokens = api_breakpoints = None
+    if shape == "anthropic" and request.get("tools"):
+        api_text, api_marks, _, _ = _render_chat(tokenizer, _anthropic_chat(request, True))
+        api_tokens, api_to_token = _tokenize(tokenizer, api_text)
+        api_breakpoints = [api_to_token(mark) for mark in api_marks]
     return RenderedRequest(
         text=text,
         tokens=tokens,
@@ -241,7 +256,32 @@ def render_request(request: dict, tokenizer) -> RenderedRequest:
             else None
         ),
         t_s=t_s,
+        roles=roles,
+        message_spans=[(to_token(a), to_token(b)) if a is not None else None for a, b in spans],
+        api_tokens=api_tokens,
+        api_breakpoints=api_breakpoints,
     )
+
+
+def _render_chat(tokenizer, chat: list[tuple[str, _Builder]]):
+    """Return the chat's text, its breakpoint offsets, the system span and each message's span.
+
+    Offsets are characters; a message the template hid (not found in order) has span (None, None).
+    """
+    text = _apply_template(tokenizer, [{"role": r, "content": b.text()} for r, b in chat])
+    marks, system, cursor, spans = [], None, 0, []
+    for role, out in chat:
+        content = out.text()
+        start = text.find(content, cursor)
+        if start < 0 or not content:
+            spans.append((None, None))
+            continue
+        if role == "system" and system is None:
+            system = (start, start + len(content))
+        marks += [start + mark for mark in out.marks]
+        cursor = start + len(content)
+        spans.append((start, cursor))
+    return text, marks, system, spans
 
 
 def _tokenize(tokenizer, text: str):

@@ -36,6 +36,7 @@ def kv_size_rows(
             "num_kv_heads": dims.num_kv_heads,
             "head_dim": dims.head_dim,
             "kib_per_token": kv_cache_bytes(config, 1, dtype) / 1024,
+            "dtype": str(dtype).removeprefix("torch."),
         }
         for seq_len in seq_lens:
             row[f"gib_at_{seq_len // 1024}k"] = kv_cache_bytes(config, seq_len, dtype) / GIB
@@ -161,7 +162,7 @@ def kv_memory_figure(seq_lens, measured_bytes, bytes_per_token: int, model: str)
 
 
 def kv_models_figure(rows: list[dict], column: str = "gib_at_32k") -> go.Figure:
-    """Return a bar chart of one kv_size_rows column (GiB) across models."""
+    """Return a bar chart of one kv_size_rows column (GiB) across models, titled with its dtype."""
     fig = go.Figure(
         go.Bar(
             x=[r[column] for r in rows],
@@ -171,8 +172,9 @@ def kv_models_figure(rows: list[dict], column: str = "gib_at_32k") -> go.Figure:
         )
     )
     seq = column.removeprefix("gib_at_")
+    dtypes = ", ".join(dict.fromkeys(r.get("dtype", "dtype not given") for r in rows))
     fig.update_layout(
-        title=f"KV cache for one {seq}-token sequence (bfloat16)",
+        title=f"KV cache for one {seq}-token sequence ({dtypes})",
         xaxis_title="GiB",
         yaxis_autorange="reversed",
         height=380,
