@@ -428,7 +428,19 @@ def test_probe_cli_on_a_fresh_server_matches_simulate(tmp_path, capsys, smol_tok
     assert set(rows[0]) == {"n_tokens", "cached", "computed", "prompt_ms", "predicted_cached"}
     assert [r["cached"] for r in rows] == [r["predicted_cached"] for r in rows]
     assert (
-        main(["simulate", str(session), "--engine", "llamacpp", "--attribution", "on", "--json"])
+        main(
+            [
+                "simulate",
+                str(session),
+                "--engine",
+                "llamacpp",
+                "--attribution",
+                "on",
+                "--replies",
+                "ignored",
+                "--json",
+            ]
+        )
         == 0
     )
     simulated = json.loads(capsys.readouterr().out)[:3]
