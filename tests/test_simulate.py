@@ -289,6 +289,26 @@ def test_replay_reuses_what_the_prefix_cache_finds():
     assert all(0 < t.min_s <= t.prefill_s for t in turns["on"] + turns["off"])
 
 
+def test_replay_store_is_the_engine_it_is_compared_with():
+    # Request 2 shares 20 tokens with request 0 but only 10 with request 1 (the issue-17 case).
+    model = tiny_random_model()
+    first = list(range(3, 40))
+    second = first[:10] + [90] * 20
+    third = first[:20] + [91] * 15
+    requests = [first, second, third]
+    last = replay_sessions(model, {"s": requests}, repeats=1, keep="last")["s"]
+    every = replay_sessions(model, {"s": requests}, repeats=1, keep="all")["s"]
+    assert [t.tokens_reused for t in last] == [0, 10, 10]  # one slot: the previous request only
+    assert [t.tokens_reused for t in every] == [0, 10, 20]  # every earlier request
+    one_slot = simulate_session(requests, "llamacpp", cache_ram=False)  # one slot, no RAM cache
+    assert [t.tokens_reused for t in last] == [r.cached for r in one_slot]
+    assert [t.tokens_reused for t in every] == [
+        r.cached for r in simulate_session(requests, "sglang")
+    ]
+    with pytest.raises(ValueError, match="one llama.cpp slot"):
+        replay_sessions(model, {"s": requests}, keep="slot")
+
+
 def test_rows_rates_figure_and_widget(tiny_tok):
     rendered = {
         "s": {v: render_variant(session(), tiny_tok, v) for v in ("header on", "header off")}
