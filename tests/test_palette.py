@@ -167,7 +167,8 @@ def test_header_on_off_bars_carry_a_pattern_each():
     for trace in bars:
         shapes = list(trace.marker.pattern.shape)
         assert len(set(shapes)) == len(shapes) == 2  # cached and computed: different patterns
-        assert trace.textposition == "inside"  # an error bar never covers the label
+    assert bars[1].error_y.array is not None
+    assert bars[1].textposition == "inside"  # the error bar starts at the top: never on a label
 
 
 def test_series_styles_differ_pairwise():

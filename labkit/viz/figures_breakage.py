@@ -315,7 +315,7 @@ def header_on_off_figure(
             y=tokens_recomputed,
             marker=marker,
             text=[f"{n:,}" for n in tokens_recomputed],
-            textposition="inside",
+            textposition="auto",  # no error bar here: outside a bar too short to hold it
             insidetextanchor="middle",
             textfont={"color": MARK},
             showlegend=False,
