@@ -3,13 +3,16 @@
 #   make test   set up, then run the whole suite in small mode (what CI runs)
 #   make test-fast  the unit tests only, for iteration
 #   make server     build llama-server once into labkit's cache (lesson 6; `make test` needs it)
+#   make test-full  every notebook in full mode, timed (table in build/notebook_times_full.md)
+#   LABKIT_STRESS=1 make test   the suite while two busy processes compete for the CPU
 VENV ?= .venv
 PORT ?= 8888
 HEADLESS ?=
 LAB_FLAGS = $(if $(HEADLESS),--no-browser --ip=$(or $(IP),127.0.0.1) --port=$(PORT),) \
 	$(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test test-fast lint check-notebooks strip bench server clean
+.PHONY: setup lab test test-fast test-full lint check-notebooks strip bench server clean
+STRESS = $(if $(filter 1,$(LABKIT_STRESS)),$(VENV)/bin/python scripts/stress.py --,)
 
 setup:
 	bash scripts/setup.sh
@@ -29,8 +32,13 @@ server: setup
 	$(VENV)/bin/labkit server build
 
 test: setup lint check-notebooks server
-	LABKIT_SMALL=1 $(VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
+	LABKIT_SMALL=1 $(STRESS) $(VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 tests notebooks
+
+# Every numbered notebook in full mode (LABKIT_SMALL=0), one at a time, each within 5 minutes;
+# writes and prints a table of times. Long: about 15-25 minutes on 2 CPU cores.
+test-full: setup
+	$(VENV)/bin/python scripts/time_notebooks.py --budget-s 300
 
 # For iteration: the unit tests only (no notebooks), in small mode.
 test-fast: setup lint

@@ -9,6 +9,7 @@ the file, `verify_model_dir(hashes=True)` (`labkit info --verify`) also the hash
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -237,9 +238,28 @@ def load_model(name: str | None = None, device=None, dtype: torch.dtype | None =
         return model, tiny_random_tokenizer()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = _from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
+    with _no_progress_bars():
+        model = _from_pretrained(AutoModelForCausalLM, name, dtype=dtype)
     model = model.to(device).eval()
     return model, _from_pretrained(AutoTokenizer, name)
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Turn transformers' "Loading weights" bar off for one load, then back as it was.
+
+    In a notebook that bar is an ipywidget: a saved notebook reopened later shows "Error displaying
+    widget: model not found" where it was. The default model loads in seconds; nothing is lost.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(auto_class, name: str, **kwargs):

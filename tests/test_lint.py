@@ -490,3 +490,15 @@ def test_clock_and_tools_session_names_both_causes(tok):
     assert causes["timestamp"] == [4, 8, 11, 12]
     assert causes["reordered-tools"] == [6]
     assert set(causes) == {"timestamp", "reordered-tools", "append-only"}
+
+
+def test_report_lines_fit_a_notebook_and_keep_words_whole(tok):
+    from labkit.lint.report import _wrap
+    from labkit.resources import resolve_session
+
+    report = lint_file(resolve_session("fix_failing_test"), tok, attribution="on", seed=0)
+    lines = format_report(report).splitlines()
+    assert max(len(line) for line in lines) <= 96, max(lines, key=len)
+    key = "sk-ant-api03-" + "a1" * 60  # longer than the width, with hyphens
+    wrapped = _wrap(f"line 3: bad request carrying {key} in its headers", 40)
+    assert key in wrapped and all(len(w) <= 40 for w in wrapped if key not in w)

@@ -373,6 +373,26 @@ def test_replay_reuses_what_the_prefix_cache_finds():
     assert all(0 < t.min_s <= t.prefill_s for t in turns["on"] + turns["off"])
 
 
+def test_replay_store_is_the_engine_it_is_compared_with():
+    # Request 2 shares 20 tokens with request 0 but only 10 with request 1 (the issue-17 case).
+    model = tiny_random_model()
+    first = list(range(3, 40))
+    second = first[:10] + [90] * 20
+    third = first[:20] + [91] * 15
+    requests = [first, second, third]
+    last = replay_sessions(model, {"s": requests}, repeats=1, keep="last")["s"]
+    every = replay_sessions(model, {"s": requests}, repeats=1, keep="all")["s"]
+    assert [t.tokens_reused for t in last] == [0, 10, 10]  # one slot: the previous request only
+    assert [t.tokens_reused for t in every] == [0, 10, 20]  # every earlier request
+    one_slot = simulate_session(requests, "llamacpp", cache_ram=False)  # one slot, no RAM cache
+    assert [t.tokens_reused for t in last] == [r.cached for r in one_slot]
+    assert [t.tokens_reused for t in every] == [
+        r.cached for r in simulate_session(requests, "sglang")
+    ]
+    with pytest.raises(ValueError, match="one llama.cpp slot"):
+        replay_sessions(model, {"s": requests}, keep="slot")
+
+
 def test_rows_rates_figure_and_widget(tiny_tok):
     rendered = {
         "s": {v: render_variant(session(), tiny_tok, v) for v in ("header on", "header off")}
@@ -386,4 +406,12 @@ def test_rows_rates_figure_and_widget(tiny_tok):
     table = compare_engines({"on": rendered["s"]["header on"]}, engines=("vllm", "llamacpp"))
     assert len(turns_figure(table).data) == 2 * 3  # cached, computed, header ends per engine
     widget = session_explorer(rendered)
+    assert "hit rate" in widget.children[2].value
+    engine, (_, capacity) = widget.children[0].children[2], widget.children[1].children
+    longest = max(r.n_tokens for r in rendered["s"]["header off"])
+    assert longest > capacity.step  # a pool of one step cannot hold a whole prompt
+    engine.value, capacity.value = "vllm", capacity.step
+    summary = widget.children[2].value
+    assert "Cannot show this setting" in summary and "capacity_blocks" not in summary
+    capacity.value = 0  # unbounded again: the figure and the hit rate come back
     assert "hit rate" in widget.children[2].value

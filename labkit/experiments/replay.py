@@ -125,22 +125,39 @@ class ReplayTurn:
     device_name: str
 
 
-def replay_sessions(model, sessions: dict[str, list], *, repeats: int = 3) -> dict[str, list]:
+KEEP = ("last", "all")
+
+
+def replay_sessions(
+    model, sessions: dict[str, list], *, repeats: int = 3, keep: str = "last"
+) -> dict[str, list]:
     """Serve each session's requests in order, each through its own PrefixCache; time each turn.
 
-    A request is token ids or an object with `.tokens`. Turn k of every session is served once
-    (storing its cache for turn k+1), then the forward pass over its computed tokens, after a
-    fresh copy of the reused prefix, is timed `repeats` times with `labkit.measure` (the copy is
-    not counted), the sessions taking turns so that other load on the machine hits them alike.
-    Returns {label: [ReplayTurn, ...]}.
+    A request is token ids or an object with `.tokens`. What the store keeps between turns says
+    which engine the replay is: `keep="last"` keeps only the previous request's cache, like
+    llama-server with one slot and no RAM prompt cache (compare with
+    `simulate_session(..., "llamacpp", cache_ram=False)`); `keep="all"`
+    keeps every earlier request, like SGLang's radix tree with page size 1 and no eviction. Turn
+    k of every session is served once (storing its cache for turn k+1), then the forward pass
+    over its computed tokens, after a fresh copy of the reused prefix, is timed `repeats` times
+    with `labkit.measure` (the copy is not counted), the sessions taking turns so that other load
+    on the machine hits them alike. Returns {label: [ReplayTurn, ...]}.
     """
+    if keep not in KEEP:
+        raise ValueError(
+            f"keep={keep!r} is not a replay store: use 'last' (one llama.cpp slot) or 'all'."
+        )
     caches = {label: PrefixCache(model) for label in sessions}
     out: dict[str, list] = {label: [] for label in sessions}
     for turn in range(max(len(requests) for requests in sessions.values())):
         runs = {}
         for label, requests in sessions.items():
             if turn < len(requests):
-                result = caches[label].serve(getattr(requests[turn], "tokens", requests[turn]))
+                ids = getattr(requests[turn], "tokens", requests[turn])
+                result = caches[label].serve(ids, store=keep == "all")
+                if keep == "last":  # the slot now holds this request only
+                    caches[label].clear()
+                    caches[label].insert(result.token_ids, result.cache)
                 runs[label] = (result, [])
         for _ in range(repeats):
             for result, timings in runs.values():

@@ -105,14 +105,28 @@ def _one_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def format_report(report, width: int = 120) -> str:
-    """Return a LintReport as text: a row per request, a summary per cause, errors; redacted."""
+def _wrap(text: str, width: int, **indents) -> list[str]:
+    """Return text wrapped at spaces only: a word (a key, a path) is never split across lines,
+    so redaction still finds it whole."""
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False, **indents)
+
+
+def format_report(report, width: int = 96) -> str:
+    """Return a LintReport as text: a row per request, a summary per cause, errors; redacted.
+
+    Every line fits in `width` characters (96: a notebook's output area and a terminal show it
+    without wrapping a line mid-word); longer text is wrapped at spaces or cut with an ellipsis.
+    """
     n = len(report.requests)
     cause_w = max([12] + [len(r.cause) for r in report.requests])
     head = f"{'#':>3} {'line':>5} {'tokens':>7} {'reused':>7} {'recomputed':>10} {'lost':>7}  "
     out = [
-        f"labkit lint {report.source}: {n} request(s), tokenizer {report.model}, "
-        f"attribution {report.attribution}",
+        *_wrap(
+            f"labkit lint {report.source}: {n} request(s), tokenizer {report.model}, "
+            f"attribution {report.attribution}",
+            width,
+            subsequent_indent="  ",
+        ),
         "",
         head + f"{'cause':<{cause_w}}  where",
     ]
@@ -125,25 +139,30 @@ def format_report(report, width: int = 120) -> str:
         out.append(row + _one_line(where, max(24, width - len(row))))
     out += [
         "",
-        f"Session: {report.n_tokens:,} prompt tokens, {report.recomputed_tokens:,} recomputed "
-        f"where append-only requests need {report.ideal_recomputed_tokens:,}: "
-        f"{report.lost_tokens:,} lost ({report.loss_fraction:.1%} of the session).",
+        *_wrap(
+            f"Session: {report.n_tokens:,} prompt tokens, {report.recomputed_tokens:,} recomputed "
+            f"where append-only requests need {report.ideal_recomputed_tokens:,}:",
+            width,
+            subsequent_indent="  ",
+        ),
+        f"  {report.lost_tokens:,} lost ({report.loss_fraction:.1%} of the session).",
     ]
     if report.causes:
         out += ["", "By cause:"]
     for c in report.causes:
-        out.append(
+        out += _wrap(
             f"  {c.cause} — {c.label}: request(s) {_ranges(c.requests)}, "
-            f"{c.lost_tokens:,} tokens lost"
+            f"{c.lost_tokens:,} tokens lost",
+            width,
+            subsequent_indent=" " * 6,
         )
         example = next((r for r in report.requests if r.cause == c.cause and r.token), None)
         if example is not None:
             out.append(f"      was: …{_one_line(example.previous_text, width - 12)}…")
             out.append(f"      now: …{_one_line(example.new_text, width - 12)}…")
-        out += textwrap.wrap(
-            f"fix: {c.fix}", width, initial_indent=" " * 6, subsequent_indent=" " * 11
-        )
+        out += _wrap(f"fix: {c.fix}", width, initial_indent=" " * 6, subsequent_indent=" " * 11)
     if report.errors:
         out += ["", f"Could not read {len(report.errors)} line(s); the others are linted above:"]
-        out += [f"  {e.message}" for e in report.errors]
+        for e in report.errors:
+            out += _wrap(e.message, width, initial_indent="  ", subsequent_indent="    ")
     return redact("\n".join(out))

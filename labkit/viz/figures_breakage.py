@@ -11,10 +11,27 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-REUSED_COLOR = "#9ecae1"  # light blue: served from the cache
-RECOMPUTED_COLOR = "#fdae6b"  # orange: computed again
-CHANGED_COLOR = "#d62728"  # red: the first token that differs
+from labkit.viz.palette import (
+    CACHED_LIGHT,
+    CACHED_STYLE,
+    COMPUTED,
+    COMPUTED_LIGHT,
+    COMPUTED_STYLE,
+    MARK,
+    NEUTRALS,
+    OKABE_ITO,
+    SEQUENTIAL_SCALE,
+    line_style,
+)
+
+REUSED_COLOR = CACHED_LIGHT  # sky blue: served from the cache
+RECOMPUTED_COLOR = COMPUTED_LIGHT  # orange: computed again
+CHANGED_COLOR = OKABE_ITO["yellow"]  # the first token that differs (also outlined in black)
 DIFF_FLOOR = 1e-8  # relative differences below this (exact zeros included) show as the floor
+_FLOOR_EXP = round(math.log10(DIFF_FLOOR))
+# One number format for relative differences, in every figure: powers of ten as 1e-8 ... 1e0.
+DIFF_TICKVALS = list(range(_FLOOR_EXP, 1))
+DIFF_TICKTEXT = [f"≤1e{_FLOOR_EXP}" if t == _FLOOR_EXP else f"1e{t}" for t in DIFF_TICKVALS]
 _STRIP_COLORS = [  # z = 0, 1, 2: reused, first changed, recomputed
     [f, c]
     for i, c in enumerate((REUSED_COLOR, CHANGED_COLOR, RECOMPUTED_COLOR))
@@ -26,6 +43,18 @@ def fit_line(x, y) -> tuple[float, float]:
     """Return (slope, intercept) of the least-squares line through the points."""
     slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
     return float(slope), float(intercept)
+
+
+def fit_label(slope_s_per_position: float) -> str:
+    """Return a legend line for a fitted time-vs-position slope, in ms per recomputed token.
+
+    Moving the change one position later leaves one token fewer to recompute, so a falling line
+    (negative slope) reads as a positive cost per recomputed token.
+    """
+    per_token_ms = -slope_s_per_position * 1e3
+    if per_token_ms > 0:
+        return f"fit: {per_token_ms:.2f} ms per recomputed token"
+    return f"fit: no cost per recomputed token visible (slope {slope_s_per_position * 1e3:+.2f} ms)"
 
 
 def token_strip_figure(
@@ -71,10 +100,20 @@ def token_strip_figure(
             ygap=2,
         )
     )
-    for name, color in (
-        ("reused from the cache", REUSED_COLOR),
-        ("first changed token", CHANGED_COLOR),
-        ("recomputed", RECOMPUTED_COLOR),
+    if start <= reused_len < stop:  # outline the first changed token: a cue besides colour
+        row, col = divmod(reused_len - start, per_row)
+        fig.add_shape(
+            type="rect",
+            x0=col - 0.5,
+            x1=col + 0.5,
+            y0=row - 0.5,
+            y1=row + 0.5,
+            line={"color": MARK, "width": 3},
+        )
+    for name, color, symbol in (
+        ("reused from the cache", REUSED_COLOR, "square"),
+        ("first changed token (outlined)", CHANGED_COLOR, "square-open"),
+        ("recomputed", RECOMPUTED_COLOR, "square"),
     ):
         fig.add_trace(
             go.Scatter(
@@ -82,7 +121,12 @@ def token_strip_figure(
                 y=[None],
                 mode="markers",
                 name=name,
-                marker={"color": color, "size": 12, "symbol": "square"},
+                marker={
+                    "color": color,
+                    "size": 12,
+                    "symbol": symbol,
+                    "line": {"color": MARK, "width": 2 if symbol == "square-open" else 0},
+                },
             )
         )
     computed = len(tokens) - min(reused_len, len(tokens))
@@ -94,7 +138,7 @@ def token_strip_figure(
         width=80 + 62 * per_row,  # room for about max_chars characters per token
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         legend={"orientation": "h", "y": -0.02, "yanchor": "top"},
-        plot_bgcolor="white",
+        plot_bgcolor=NEUTRALS["white"],
     )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(
@@ -121,18 +165,19 @@ def kv_difference_heatmap(
     """
     rel = np.asarray(rel_diff, float)
     z = np.log10(np.maximum(rel, DIFF_FLOOR))
-    ticks = list(range(int(math.log10(DIFF_FLOOR)), 1))
     fig = go.Figure(
         go.Heatmap(
             z=z,
             customdata=rel,
-            colorscale="Viridis",
-            zmin=ticks[0],
+            colorscale=SEQUENTIAL_SCALE,
+            zmin=DIFF_TICKVALS[0],
             zmax=0,
             colorbar={
-                "title": "‖ΔKV‖/‖KV‖",
-                "tickvals": ticks,
-                "ticktext": ["0" if t == ticks[0] else f"1e{t}" for t in ticks],
+                "title": {"text": "‖ΔKV‖ / ‖KV‖<br>(log scale)", "side": "top"},
+                "tickvals": DIFF_TICKVALS,
+                "ticktext": DIFF_TICKTEXT,
+                "ticks": "outside",
+                "thickness": 14,
             },
             hovertemplate="layer %{y}, position %{x}: %{customdata:.2e}<extra></extra>",
         )
@@ -140,12 +185,30 @@ def kv_difference_heatmap(
     if edit_position is not None:
         fig.add_vline(
             x=edit_position - 0.5,
-            line={"color": "red", "dash": "dash"},
+            line={"color": COMPUTED, "dash": "dash", "width": 2},
             annotation_text=f"edit at {edit_position}",
             annotation_position="top",
         )
-    if layer is not None:
-        fig.add_hline(y=layer, line={"color": "white", "width": 1})
+    if layer is not None:  # a white-and-black frame: visible on every colour of the scale
+        fig.add_shape(
+            type="rect",
+            xref="paper",
+            x0=0,
+            x1=1,
+            y0=layer - 0.5,
+            y1=layer + 0.5,
+            line={"color": NEUTRALS["white"], "width": 3},
+        )
+        fig.add_annotation(
+            xref="paper",
+            x=1.0,
+            y=layer,
+            text=f"layer {layer}",
+            showarrow=False,
+            xanchor="right",
+            font={"color": MARK},
+            bgcolor=NEUTRALS["white"],
+        )
     fig.update_layout(
         title=title or "Relative difference of keys and values (max of K, V)",
         xaxis_title="token position",
@@ -165,18 +228,24 @@ def layer_profile_figure(rel_diff, layer: int, *, edit_position: int | None = No
             y=np.maximum(rel, DIFF_FLOOR),
             mode="lines",
             name=f"layer {layer}",
+            line=line_style(CACHED_STYLE),
         )
     )
     if edit_position is not None:
-        fig.add_vline(x=edit_position, line={"color": "red", "dash": "dash"})
+        fig.add_vline(x=edit_position, line={"color": COMPUTED, "dash": "dash", "width": 2})
     fig.update_layout(
-        title=f"Layer {layer}: relative K/V difference ({DIFF_FLOOR:g} = identical)",
+        title=f"Layer {layer}: relative K/V difference (≤1e{_FLOOR_EXP} = identical)",
         xaxis_title="token position",
         yaxis_title="‖ΔKV‖/‖KV‖",
         height=260,
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
     )
-    fig.update_yaxes(type="log", range=[math.log10(DIFF_FLOOR) - 0.5, 0.5])
+    fig.update_yaxes(
+        type="log",
+        range=[_FLOOR_EXP - 0.5, 0.5],
+        tickvals=[10.0**t for t in DIFF_TICKVALS],
+        ticktext=DIFF_TICKTEXT,
+    )
     return fig
 
 
@@ -194,10 +263,12 @@ def recompute_time_figure(
             x=x,
             y=y * 1e3,
             mode="markers",
-            name="measured",
+            name="measured (median, spread)",
             text=hover,
-            marker={"size": 10},
-            error_y=None if spread_s is None else {"array": np.asarray(spread_s) * 1e3},
+            marker={"size": 10, "color": COMPUTED, "symbol": COMPUTED_STYLE["symbol"]},
+            error_y=None
+            if spread_s is None
+            else {"array": np.asarray(spread_s) * 1e3, "color": COMPUTED},
         )
     )
     line_x = np.array([x.min(), x.max()])
@@ -206,8 +277,8 @@ def recompute_time_figure(
             x=line_x,
             y=(slope * line_x + intercept) * 1e3,
             mode="lines",
-            name=f"fit: {slope * 1e6:.2f} ms per 1000 positions",
-            line={"dash": "dash"},
+            name=fit_label(slope),
+            line={"dash": "dash", "color": MARK, "width": 2},
         )
     )
     fig.update_layout(
@@ -231,26 +302,39 @@ def header_on_off_figure(
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("tokens recomputed", "time to first token (ms)")
     )
-    colors = [RECOMPUTED_COLOR, REUSED_COLOR, "#bbbbbb", "#888888"][: len(labels)]
+    styles = [COMPUTED_STYLE, CACHED_STYLE]
+    styles += [{"color": NEUTRALS[g], "pattern": p} for g, p in (("grey", "."), ("dark_grey", "x"))]
+    styles = styles[: len(labels)]
+    marker = {
+        "color": [s["color"] for s in styles],
+        "pattern": {"shape": [s["pattern"] for s in styles]},
+    }
     fig.add_trace(
         go.Bar(
             x=labels,
             y=tokens_recomputed,
-            marker_color=colors,
-            text=tokens_recomputed,
+            marker=marker,
+            text=[f"{n:,}" for n in tokens_recomputed],
+            textposition="auto",  # no error bar here: outside a bar too short to hold it
+            insidetextanchor="middle",
+            textfont={"color": MARK},
             showlegend=False,
         ),
         row=1,
         col=1,
     )
-    errors = None if spread_s is None else {"array": [s * 1e3 for s in spread_s]}
+    # Labels inside the bars: an error bar drawn from the top never covers them.
+    errors = None if spread_s is None else {"array": [s * 1e3 for s in spread_s], "color": MARK}
     fig.add_trace(
         go.Bar(
             x=labels,
             y=[t * 1e3 for t in ttft_s],
-            marker_color=colors,
+            marker=marker,
             error_y=errors,
-            text=[f"{t * 1e3:.0f}" for t in ttft_s],
+            text=[f"{t * 1e3:.0f} ms" for t in ttft_s],
+            textposition="inside",
+            insidetextanchor="middle",
+            textfont={"color": MARK},
             showlegend=False,
         ),
         row=1,

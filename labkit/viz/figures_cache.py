@@ -11,9 +11,17 @@ from plotly.subplots import make_subplots
 
 from labkit.cache import kv_cache_bytes, kv_dims
 from labkit.resources import data_path
+from labkit.viz.palette import (
+    CACHED_STYLE,
+    COMPUTED_STYLE,
+    DIVERGING_SCALE,
+    MARK,
+    OKABE_ITO,
+    line_style,
+)
 
 GIB = 2**30
-COLD, WARM = "#d62728", "#2ca02c"
+COLD, WARM = COMPUTED_STYLE["color"], CACHED_STYLE["color"]  # computed vs reused, as everywhere
 
 
 def load_model_configs(path: Path | str | None = None) -> list[dict]:
@@ -48,7 +56,10 @@ def kv_heatmap_figure(keys, layer: int, kv_head: int) -> go.Figure:
     """Return a heatmap of one KV head's keys: token position down, head_dim across."""
     fig = go.Figure(
         go.Heatmap(
-            z=keys.float().cpu().numpy(), colorscale="RdBu", zmid=0, colorbar={"title": "value"}
+            z=keys.float().cpu().numpy(),
+            colorscale=DIVERGING_SCALE,
+            zmid=0,
+            colorbar={"title": {"text": "value", "side": "top"}},
         )
     )
     fig.update_layout(
@@ -68,11 +79,14 @@ def decode_figure(cached, uncached) -> go.Figure:
         cols=2,
         subplot_titles=("Positions computed so far (total work)", "Milliseconds per new token"),
     )
-    for run, name, color in ((uncached, "without cache", COLD), (cached, "with cache", WARM)):
+    for run, name, style in (
+        (uncached, "without cache", COMPUTED_STYLE),
+        (cached, "with cache", CACHED_STYLE),
+    ):
         steps = list(range(1, len(run.step_s) + 1))
         fig.add_trace(
             go.Scatter(
-                x=steps, y=list(accumulate(run.tokens_computed)), name=name, line={"color": color}
+                x=steps, y=list(accumulate(run.tokens_computed)), name=name, line=line_style(style)
             ),
             row=1,
             col=1,
@@ -82,7 +96,9 @@ def decode_figure(cached, uncached) -> go.Figure:
                 x=steps[1:],
                 y=[s * 1e3 for s in run.step_s[1:]],
                 name=name,
-                line={"color": color},
+                mode="lines+markers",
+                line=line_style(style, width=1),
+                marker={"symbol": style["symbol"], "size": 4, "color": style["color"]},
                 showlegend=False,
             ),
             row=1,
@@ -99,16 +115,16 @@ def prefix_sweep_figure(rows) -> go.Figure:
     """Return cold and warm TTFT (ms, median with spread) against prefix length."""
     fig = go.Figure()
     prefix_lens = [r.prefix_len for r in rows]
-    for name, color, times, spreads in (
+    for name, style, times, spreads in (
         (
             "cold: compute prefix + suffix",
-            COLD,
+            COMPUTED_STYLE,
             [r.cold_ttft_s for r in rows],
             [r.cold_spread_s for r in rows],
         ),
         (
             "warm: reuse the prefix, compute the suffix",
-            WARM,
+            CACHED_STYLE,
             [r.warm_ttft_s for r in rows],
             [r.warm_spread_s for r in rows],
         ),
@@ -119,8 +135,9 @@ def prefix_sweep_figure(rows) -> go.Figure:
                 y=[t * 1e3 for t in times],
                 name=name,
                 mode="lines+markers",
-                line={"color": color},
-                error_y={"array": [s * 1e3 for s in spreads]},
+                line=line_style(style),
+                marker={"symbol": style["symbol"], "size": 9, "color": style["color"]},
+                error_y={"array": [s * 1e3 for s in spreads], "color": style["color"]},
             )
         )
     fig.update_layout(
@@ -141,14 +158,15 @@ def kv_memory_figure(seq_lens, measured_bytes, bytes_per_token: int, model: str)
                 x=[0, top],
                 y=[0, bytes_per_token * top / 2**20],
                 mode="lines",
-                name=f"formula: {bytes_per_token} bytes per token",
+                name=f"formula: {bytes_per_token:,} bytes per token",
+                line={"color": MARK, "dash": "dash", "width": 2},
             ),
             go.Scatter(
                 x=list(seq_lens),
                 y=[b / 2**20 for b in measured_bytes],
                 mode="markers",
                 name="measured: sum of the cache's tensors",
-                marker={"size": 10},
+                marker={"size": 11, "color": OKABE_ITO["vermillion"], "symbol": "x"},
             ),
         ]
     )
@@ -168,7 +186,8 @@ def kv_models_figure(rows: list[dict], column: str = "gib_at_32k") -> go.Figure:
             x=[r[column] for r in rows],
             y=[r["model"] for r in rows],
             orientation="h",
-            text=[f"{r[column]:.2f}" for r in rows],
+            marker={"color": OKABE_ITO["blue"]},
+            text=[f"{r[column]:.2f} GiB" for r in rows],
         )
     )
     seq = column.removeprefix("gib_at_")

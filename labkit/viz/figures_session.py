@@ -8,19 +8,39 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-REUSED_COLOR, COMPUTED_COLOR = "#2ca02c", "#d62728"  # green: from cache; red: prefilled
-SERIES_COLORS = ("#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b")
+from labkit.viz.palette import (
+    CACHED_STYLE,
+    COMPUTED_STYLE,
+    MARK,
+    bar_marker,
+    line_style,
+    series_style,
+)
+
+HEADER_STYLES = {"header on": COMPUTED_STYLE, "header off": CACHED_STYLE}  # on: all prefilled
 
 
 def _unique(values) -> list:
     return list(dict.fromkeys(values))
 
 
+def duration_label(seconds: float) -> str:
+    """Return a duration in the unit a person reads at a glance: ms, s, min or h."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figure:
     """Return stacked bars of cached and computed tokens per turn, one panel per label × engine.
 
     `rows` come from `labkit.engines.session_sim.compare_engines` (keys label, engine, turn, cached,
-    computed, header_end); where a row has a header_end a black tick marks it.
+    computed, header_end); where a row has a header_end a thick black bar marks it. Cached bars
+    are plain blue, computed bars hatched vermillion: they differ by pattern as well as colour.
     """
     labels, engines = _unique(r["label"] for r in rows), _unique(r["engine"] for r in rows)
     fig = make_subplots(
@@ -37,13 +57,13 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
             sub = [r for r in rows if r["label"] == label and r["engine"] == engine]
             turns = [r["turn"] for r in sub]
             first = i == 1 and j == 1
-            for key, color in (("cached", REUSED_COLOR), ("computed", COMPUTED_COLOR)):
+            for key, style in (("cached", CACHED_STYLE), ("computed", COMPUTED_STYLE)):
                 fig.add_trace(
                     go.Bar(
                         x=turns,
                         y=[r[key] for r in sub],
                         name=key,
-                        marker_color=color,
+                        marker=bar_marker(style),
                         legendgroup=key,
                         showlegend=first,
                     ),
@@ -57,7 +77,12 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
                         x=[t for t, _ in ends],
                         y=[e for _, e in ends],
                         mode="markers",
-                        marker={"symbol": "line-ew-open", "size": 14, "color": "black"},
+                        marker={
+                            "symbol": "line-ew-open",
+                            "size": 22,
+                            "color": MARK,
+                            "line": {"width": 4, "color": MARK},
+                        },
                         name="header ends",
                         legendgroup="header",
                         showlegend=not any(t.name == "header ends" for t in fig.data),
@@ -74,14 +99,16 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
 def cumulative_figure(series: dict[str, list[int]], *, title: str) -> go.Figure:
     """Return lines of tokens prefilled so far against the request index, one per series."""
     fig = go.Figure()
-    for (name, values), color in zip(series.items(), SERIES_COLORS, strict=False):
+    for i, (name, values) in enumerate(series.items()):
+        style = series_style(i)
         fig.add_trace(
             go.Scatter(
                 x=list(range(len(values))),
                 y=values,
                 name=name,
                 mode="lines+markers",
-                line={"color": color},
+                line=line_style(style),
+                marker={"symbol": style["symbol"], "size": 8, "color": style["color"]},
             )
         )
     fig.update_layout(
@@ -97,14 +124,14 @@ def replay_figure(turns_by_label: dict[str, list], *, model: str = "") -> go.Fig
     """
     fig = go.Figure()
     device = next(iter(turns_by_label.values()))[0].device_name
-    for (label, turns), color in zip(turns_by_label.items(), SERIES_COLORS, strict=False):
+    for i, (label, turns) in enumerate(turns_by_label.items()):
         fig.add_trace(
             go.Bar(
                 x=[t.turn for t in turns],
                 y=[t.prefill_s * 1e3 for t in turns],
                 name=label,
-                marker_color=color,
-                error_y={"array": [t.spread_s * 1e3 for t in turns]},
+                marker=bar_marker(HEADER_STYLES.get(label, series_style(i))),
+                error_y={"array": [t.spread_s * 1e3 for t in turns], "color": MARK},
                 customdata=[[t.tokens_reused, t.tokens_computed] for t in turns],
                 hovertemplate="%{y:.0f} ms: %{customdata[0]} reused, %{customdata[1]} computed",
             )
@@ -127,21 +154,30 @@ def fit_figure(points: dict[str, tuple[list, list]], fits: dict[str, object]) ->
     """
     fig = go.Figure()
     top = max(max(computed) for computed, _ in points.values())
-    for (label, (computed, times_s)), color in zip(points.items(), SERIES_COLORS, strict=False):
+    for i, (label, (computed, times_s)) in enumerate(points.items()):
+        style = HEADER_STYLES.get(label, series_style(i))
         fig.add_trace(
             go.Scatter(
                 x=list(computed),
                 y=list(times_s),
                 mode="markers",
                 name=label,
-                marker={"color": color, "size": 9},
+                marker={"color": style["color"], "symbol": style["symbol"], "size": 9},
             )
         )
     xs = [top * i / 20 for i in range(21)]
     device = ""
-    for name, fit in fits.items():
+    for i, (name, fit) in enumerate(fits.items()):
         device = fit.device_name
-        fig.add_trace(go.Scatter(x=xs, y=[fit.predict_s(x) for x in xs], mode="lines", name=name))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[fit.predict_s(x) for x in xs],
+                mode="lines",
+                name=f"{name}: {fit.s_per_token * 1e3:.2f} ms per token",
+                line={"color": MARK, "dash": ("dot", "longdash", "solid")[i % 3], "width": 2},
+            )
+        )
     fig.update_layout(
         title=f"Prefill time against tokens computed, on {device}",
         xaxis_title="tokens computed",
@@ -158,15 +194,15 @@ def projection_figure(rows: list[dict], *, context_tokens: int, device_name: str
     and seconds; the y axis is logarithmic so both bars stay readable.
     """
     fig = go.Figure()
-    for header, color in (("header on", COMPUTED_COLOR), ("header off", REUSED_COLOR)):
+    for header, style in HEADER_STYLES.items():
         sub = [r for r in rows if r["header"] == header]
         fig.add_trace(
             go.Bar(
                 x=[r["setting"] for r in sub],
                 y=[r["seconds"] for r in sub],
                 name=header,
-                marker_color=color,
-                text=[f"{r['seconds']:.3g} s" for r in sub],
+                marker=bar_marker(style),
+                text=[duration_label(r["seconds"]) for r in sub],
                 textposition="outside",
             )
         )
@@ -186,14 +222,14 @@ def bar_figure(
 ) -> go.Figure:
     """Return grouped bars of rows[y] against rows[x], one series per value of rows[color]."""
     fig = go.Figure()
-    for name, series_color in zip(_unique(r[color] for r in rows), SERIES_COLORS, strict=False):
+    for i, name in enumerate(_unique(r[color] for r in rows)):
         sub = [r for r in rows if r[color] == name]
         fig.add_trace(
             go.Bar(
                 x=[r[x] for r in sub],
                 y=[r[y] for r in sub],
                 name=str(name),
-                marker_color=series_color,
+                marker=bar_marker(series_style(i)),
             )
         )
     fig.update_layout(title=title, barmode="group", yaxis_title=y_title, height=400)

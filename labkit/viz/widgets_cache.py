@@ -7,7 +7,10 @@ import html
 import ipywidgets as widgets
 
 from labkit.experiments.bench import estimate_ttft_s
-from labkit.viz.figures_cache import COLD, WARM
+from labkit.viz.palette import CACHED, COMPUTED, NEUTRALS
+
+# Computed tokens are hatched as well as coloured: a cue that does not need colour vision.
+_HATCH = f"repeating-linear-gradient(45deg,{COMPUTED} 0 6px,{NEUTRALS['white']} 6px 9px)"
 
 
 def _bar(label: str, reused: int, computed: int) -> str:
@@ -16,19 +19,20 @@ def _bar(label: str, reused: int, computed: int) -> str:
     return (
         f"<div style='margin:4px 0'><b>{html.escape(label)}</b>: {reused} reused, "
         f"{computed} computed"
-        "<div style='display:flex;height:18px;width:100%;border:1px solid #999'>"
-        f"<div style='width:{reused_pct:.2f}%;background:{WARM}'></div>"
-        f"<div style='width:{100 - reused_pct:.2f}%;background:{COLD}'></div></div></div>"
+        f"<div style='display:flex;height:18px;width:100%;border:1px solid {NEUTRALS['grey']}'>"
+        f"<div style='width:{reused_pct:.2f}%;background:{CACHED}'></div>"
+        f"<div style='width:{100 - reused_pct:.2f}%;background:{_HATCH}'></div></div></div>"
     )
 
 
 def reuse_summary_html(
     prefix_len: int, suffix_len: int, cold_s: float, warm_s: float, device_name: str
 ) -> str:
-    """Return HTML bars of reused (green) vs computed (red) tokens, and estimated TTFTs."""
+    """Return HTML bars of reused (solid blue) vs computed (hatched) tokens, and estimated TTFTs."""
     return (
         _bar("cold request", 0, prefix_len + suffix_len)
         + _bar("warm request", prefix_len, suffix_len)
+        + "<p>Solid: reused from the cache; hatched: computed.</p>"
         + f"<p>Estimated TTFT: cold <b>{cold_s * 1e3:.0f} ms</b>, warm "
         f"<b>{warm_s * 1e3:.0f} ms</b> ({cold_s / warm_s:.1f}x faster), "
         f"estimated from the sweep measured on {html.escape(device_name)} (interpolated; "

@@ -10,6 +10,7 @@ from IPython.display import display
 from labkit.engines.registry import ENGINE_NAMES
 from labkit.engines.session_sim import engine_options, hit_rate, simulate_session, turn_rows
 from labkit.viz.figures_session import turns_figure
+from labkit.viz.palette import ERROR
 
 BLOCK_SIZES = (1, 4, 8, 16, 32, 64, 128)
 
@@ -21,6 +22,32 @@ def run_summary(results, engine: str) -> str:
     return (
         f"<b>{html.escape(engine)}</b>: {computed:,} of {total:,} prompt tokens prefilled; "
         f"hit rate after the first request <b>{hit_rate(results):.1%}</b>"
+    )
+
+
+def capacity_problem(engine: str, capacity: int, block: int, longest: int) -> str | None:
+    """Return why the capacity slider's value cannot serve this session, in the slider's terms.
+
+    A vLLM pool must hold every block of one prompt at once (whole blocks of `block` tokens), an
+    SGLang tree the whole prompt; llama.cpp's RAM cache and the hosted API take any value.
+    Returns None when the setting works.
+    """
+    if not capacity or engine not in ("vllm", "sglang"):
+        return None
+    if engine == "vllm":
+        needed = -(-longest // block) * block  # whole blocks
+        what = (
+            f"vLLM needs every block of a prompt at once ({longest:,} tokens take "
+            f"{needed:,} in blocks of {block})"
+        )
+    else:
+        needed = longest
+        what = f"SGLang needs room for a whole prompt ({longest:,} tokens)"
+    if capacity >= needed:
+        return None
+    return (
+        f"A capacity of {capacity:,} tokens is too small for this session: {what}. "
+        f"Set capacity to at least {needed:,} tokens, or to 0 for no limit."
     )
 
 
@@ -56,17 +83,28 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
     )
     summary = widgets.HTML()
 
+    def show_problem(text: str) -> None:
+        # Shown in the summary AND in place of the figure, so no figure of an earlier setting stays.
+        message = f"<b style='color:{ERROR}'>Cannot show this setting.</b> {html.escape(text)}"
+        summary.value = message
+        display(widgets.HTML(message))
+
     def update(session, variant, engine, block, capacity) -> None:
+        runs = rendered[session][variant]
+        block = block if engine in ("vllm", "sglang") else None
+        problem = capacity_problem(engine, capacity, block or 1, max(r.n_tokens for r in runs))
+        if problem:
+            show_problem(problem)
+            return
         try:
             options = engine_options(
                 engine,
-                block_size=block if engine in ("vllm", "sglang") else None,
+                block_size=block,
                 capacity_tokens=capacity if capacity and engine != "anthropic" else None,
             )
-            runs = rendered[session][variant]
             results = simulate_session(runs, engine, **options)
-        except ValueError as err:  # e.g. a vLLM pool smaller than one prompt
-            summary.value = f"<span style='color:#d62728'>{html.escape(str(err))}</span>"
+        except ValueError as err:  # anything capacity_problem does not foresee
+            show_problem(f"The engine model refused it: {err}")
             return
         summary.value = run_summary(results, engine)
         rows = [{"label": variant, "engine": engine, **row} for row in turn_rows(runs, results)]
