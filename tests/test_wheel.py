@@ -51,8 +51,12 @@ def test_wheel_carries_data_and_notebooks(installed):
     assert "labkit/data/prompt_caching_apis.json" in names
     assert "labkit/data/sessions/fix_failing_test.jsonl" in names
     lessons = [n for n in names if n.startswith("labkit/notebooks/") and n.endswith(".ipynb")]
-    repo_lessons = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
-    assert sorted(Path(n).name for n in lessons) == repo_lessons
+    folder = REPO / "notebooks"  # the lessons and their solutions/
+    repo_lessons = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb"))
+    assert sorted(n.removeprefix("labkit/notebooks/") for n in lessons) == repo_lessons
+    assert any(n.startswith("labkit/notebooks/solutions/") for n in lessons)
+    assert "labkit/data/lesson03_conversation.json" in names
+    assert "labkit/data/capture_proxy.py" in names
 
 
 def test_every_subpackage_imports_from_the_wheel(installed):

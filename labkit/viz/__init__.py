@@ -1,5 +1,12 @@
 """Presentation: plotly figures (plain data in, a Figure out) and the ipywidgets built on them."""
 
+from labkit.viz.diagrams import (
+    block_chain_figure,
+    dependency_cone,
+    dependency_cone_figure,
+    radix_tree_figure,
+    slots_figure,
+)
 from labkit.viz.figures_breakage import (
     fit_line,
     header_on_off_figure,
@@ -32,9 +39,12 @@ from labkit.viz.widgets_session import session_explorer
 
 __all__ = [
     "bar_figure",
+    "block_chain_figure",
     "breakage_widget",
     "cumulative_figure",
     "decode_figure",
+    "dependency_cone",
+    "dependency_cone_figure",
     "fit_figure",
     "fit_line",
     "header_on_off_figure",
@@ -49,10 +59,12 @@ __all__ = [
     "prefix_reuse_explorer",
     "prefix_sweep_figure",
     "projection_figure",
+    "radix_tree_figure",
     "recompute_time_figure",
     "replay_figure",
     "server_turns_figure",
     "session_explorer",
+    "slots_figure",
     "token_strip_figure",
     "turns_figure",
 ]
