@@ -20,11 +20,19 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit.lint.blocks import media_change
 from labkit.lint.causes import CAUSES
-from labkit.lint.diff import changed_ends, compare_requests, message_at
+from labkit.lint.diff import Change, changed_ends, compare_requests, message_at
+from labkit.lint.hosted import HostedReport, api_for_model, lint_hosted
+from labkit.lint.params import (
+    PARAMETER_CAUSES,
+    final_message_only,
+    parameter_change,
+    schema_only_change,
+)
 from labkit.lint.report import SCHEMA, format_report, report_json
 from labkit.redact import redact, redacted_window
-from labkit.sessions.format import read_json_items
+from labkit.sessions.format import read_json_items, request_shape
 from labkit.sessions.header import attribution_enabled
 from labkit.sessions.render import (
     SessionFormatError,
@@ -107,6 +115,7 @@ class LintReport:
     lost_tokens: int = 0  # recomputed_tokens - ideal_recomputed_tokens
     loss_fraction: float = 0.0  # lost_tokens / n_tokens
     causes: list[CauseSummary] = field(default_factory=list)
+    hosted: HostedReport | None = None  # the same session on a hosted API (labkit.lint.hosted)
 
 
 def _unwrap(item) -> dict:
@@ -146,7 +155,36 @@ def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list
     return requests, errors
 
 
+def _parameter_row(index, line, prev, cur, prev_request, request) -> RequestLint | None:
+    """Return the row of a request whose parameters (model, thinking, tool_choice) lose more of
+    the cache than its text does, else None (labkit.lint.params)."""
+    change = parameter_change(prev_request, request)
+    if change is None:
+        return None
+    keep = 0 if PARAMETER_CAUSES[change.cause] else (cur.system_span or (0, 0))[1]
+    reused = min(keep, common_prefix_len(prev.tokens, cur.tokens))
+    if reused == common_prefix_len(prev.tokens, cur.tokens):
+        return None  # the text changes first: that is the cause
+    return RequestLint(
+        index=index,
+        line=line,
+        shape=cur.shape,
+        n_tokens=cur.n_tokens,
+        reused_tokens=reused,
+        recomputed_tokens=cur.n_tokens - reused,
+        not_reused_tokens=prev.n_tokens - reused,
+        lost_tokens=cur.n_tokens - reused - max(0, cur.n_tokens - prev.n_tokens),
+        cause=change.cause,
+        where=redact(change.where),
+        detail=redact(change.detail),
+        token=reused,
+    )
+
+
 def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
+    by_parameter = _parameter_row(index, line, prev, cur, prev_request, request)
+    if by_parameter is not None:
+        return by_parameter
     reused = common_prefix_len(prev.tokens, cur.tokens)
     row = RequestLint(
         index=index,
@@ -162,6 +200,14 @@ def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
     if reused == prev.n_tokens:
         return row
     change = compare_requests(prev_request, request)
+    if change is not None and change.cause == "edited-history":
+        change = media_change(prev_request, request) or change
+    if change is not None and change.cause == "tools-changed":
+        change = schema_only_change(prev_request, request) or change
+    if final_message_only(prev_request, request):  # evaluation, regeneration: nothing lost
+        change = Change("final-message-only", change.where if change else "messages", "")
+        change.detail = "only the final user message differs"
+        row.lost_tokens = 0
     char = len(os.path.commonprefix([prev.text, cur.text]))
     if change is not None:
         row.cause, row.where, row.detail = change.cause, change.where, change.detail
@@ -189,11 +235,14 @@ def lint_requests(
     lines: list[int | None] | None = None,
     source: str = "requests given",
     model: str = "the tokenizer given",
+    api: str | None = "auto",
 ) -> LintReport:
     """Lint a session's requests in order; `attribution` on/off rewrites the attribution line.
 
     attribution None keeps the requests as captured; on adds the line with a fresh `cch` per
     request (from `random.Random(seed)`), off removes it — as `CLAUDE_CODE_ATTRIBUTION_HEADER`.
+    `api` "anthropic" or "openai" adds what the session reuses and costs on that hosted API
+    (`report.hosted`); "auto" picks it from the requests' model name; None or "none" skips it.
     """
     rng, label = random.Random(seed), "as captured"
     if attribution is not None:
@@ -227,6 +276,19 @@ def lint_requests(
         )
         report.causes.append(summary)
     report.causes.sort(key=lambda c: (c.cause == "append-only", -c.lost_tokens))
+    if api == "auto":
+        api = api_for_model(next((r.get("model") for r in requests if r.get("model")), None))
+        api = api if requests and all(request_shape(r) != "prompt" for r in requests) else None
+    if api not in (None, "none") and requests:
+        report.hosted = lint_hosted(requests, tokenizer, api=api)
+        for row in report.hosted.requests:
+            if row.cause:
+                hit = next((c for c in report.causes if c.cause == row.cause), None)
+                if hit is None:
+                    c = CAUSES[row.cause]
+                    hit = CauseSummary(row.cause, c.label, [], 0, c.fix)
+                    report.causes.append(hit)
+                hit.requests.append(row.index)
     return report
 
 
@@ -237,6 +299,7 @@ def lint_file(
     model: str | None = None,
     attribution: bool | str | None = None,
     seed: int = 0,
+    api: str | None = "auto",
 ) -> LintReport:
     """Lint a request file (JSONL or JSON) with `tokenizer`, else the tokenizer of `model`."""
     from labkit.models import load_tokenizer, resolve_model_name
@@ -254,6 +317,7 @@ def lint_file(
         lines=lines,
         source=str(path),
         model=label,
+        api=api,
     )
     report.errors = errors
     return report

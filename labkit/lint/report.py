@@ -29,6 +29,7 @@ from __future__ import annotations
 import textwrap
 
 from labkit.lint.causes import CAUSES
+from labkit.lint.hosted import format_hosted, hosted_json
 from labkit.redact import redact
 
 __all__ = ["SCHEMA", "format_report", "report_json"]
@@ -44,8 +45,8 @@ def report_json(report) -> dict:
         if r.token is not None:
             divergence = {
                 "token": r.token,
-                "char_span": list(r.char_span),
-                "previous_char_span": list(r.previous_char_span),
+                "char_span": list(r.char_span) if r.char_span else None,
+                "previous_char_span": list(r.previous_char_span) if r.previous_char_span else None,
                 "previous_text": r.previous_text,
                 "new_text": r.new_text,
             }
@@ -71,6 +72,8 @@ def report_json(report) -> dict:
         "causes": [vars(c) | {"requests": list(c.requests)} for c in report.causes],
         "errors": [{"line": e.line, "message": e.message} for e in report.errors],
     }
+    if getattr(report, "hosted", None) is not None:
+        out["hosted"] = hosted_json(report.hosted)
     return _redacted(out)
 
 
@@ -139,6 +142,8 @@ def format_report(report, width: int = 120) -> str:
         out += textwrap.wrap(
             f"fix: {c.fix}", width, initial_indent=" " * 6, subsequent_indent=" " * 11
         )
+    if getattr(report, "hosted", None) is not None:
+        out += ["", format_hosted(report.hosted)]
     if report.errors:
         out += ["", f"Could not read {len(report.errors)} line(s); the others are linted above:"]
         out += [f"  {e.message}" for e in report.errors]
