@@ -14,7 +14,7 @@ import pytest
 
 from labkit.cli import main
 from labkit.lint import lint_requests, read_captured
-from labkit.proxy import HOP_BY_HOP, response_counters, running_proxy
+from labkit.proxy import HOP_BY_HOP, live_line, response_counters, running_proxy
 from labkit.sessions import load_requests
 
 API_KEY = "sk-ant-" + "api03-" + "Qx9" * 12  # fake, built from parts
@@ -327,3 +327,24 @@ def _chat(turns: int) -> dict:
             messages += [{"role": "assistant", "content": f"{k}"}]
     request = {"model": "local", "messages": messages, "max_tokens": 4, "temperature": 0}
     return copy.deepcopy(request) | {"seed": 1}
+
+
+def test_side_requests_of_another_model_do_not_hide_the_main_conversation(upstream):
+    title = [{"role": "user", "content": "Title?"}]
+    side = {"model": "small-model", "max_tokens": 8, "messages": title}
+    lines = []
+    with running_proxy(url_of(upstream), echo=lines.append) as proxy:
+        for request in (anthropic_request(1), side, anthropic_request(2)):
+            fetch(proxy.url, "POST", "/v1/messages", json.dumps(request).encode(), HEADERS)
+    assert "reuse broke at model: another model" in lines[1]  # the side request itself
+    assert "reuse broke" not in lines[2]  # compared with the last request of its own model
+
+
+def test_the_live_line_says_when_the_server_lost_a_cache_the_request_could_use():
+    meta = {"method": "POST", "path": "/v1/messages", "status": 200, "ms": 12.0}
+    lost = live_line(3, meta, {"n_tokens": 500, "cached": 10, "computed": 490}, ("", "", ""),
+                     {"n_tokens": 400, "cached": 390, "computed": 10})  # fmt: skip
+    assert "500 tokens, 10 cached, 490 computed" in lost and "server reused less than half" in lost
+    kept = live_line(3, meta, {"n_tokens": 500, "cached": 399, "computed": 101}, ("", "", ""),
+                     {"n_tokens": 400, "cached": 390, "computed": 10})  # fmt: skip
+    assert "less than half" not in kept and "—" not in kept

@@ -80,8 +80,18 @@ def reuse_cause(prev: dict | None, cur: dict) -> tuple[str, str, str]:
     return change.cause, redact(change.where), redact(change.detail)
 
 
-def live_line(index: int, meta: dict, counters: dict | None, cause: tuple[str, str, str]) -> str:
-    """Return the line printed for one request: tokens, cached, computed, and a broken reuse."""
+def live_line(
+    index: int,
+    meta: dict,
+    counters: dict | None,
+    cause: tuple[str, str, str],
+    before: dict | None = None,
+) -> str:
+    """Return the line printed for one request: tokens, cached, computed, and a broken reuse.
+
+    `before` holds the counters of the request it extends: when it extends it (no cause) yet the
+    server reused less than half of it, the line says the server lost the cache.
+    """
     head = f"#{index} {meta['method']} {meta['path']} → {meta['status']} in {meta['ms']:,.0f} ms"
     if counters is None:
         head += ": no cached-token counters in the response"
@@ -98,4 +108,15 @@ def live_line(index: int, meta: dict, counters: dict | None, cause: tuple[str, s
         head += f" ({detail})" if detail else ""
     elif key == "final-message-only":
         head += " — only the final user message differs (expected)"
+    elif not key and _lost_by_server(counters, before):
+        head += (
+            f" — the request extends the previous one ({before['n_tokens']:,} tokens), yet the "
+            "server reused less than half: another request took the slot, or the cache evicted it"
+        )
     return redact(head)
+
+
+def _lost_by_server(counters: dict | None, before: dict | None) -> bool:
+    if not counters or not before or counters.get("cached") is None:
+        return False
+    return counters["cached"] < before["n_tokens"] / 2

@@ -58,7 +58,8 @@ class ProxyServer(ThreadingHTTPServer):
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.logged = 0
-        self.previous: dict | None = None  # the last logged request, for the cause
+        self.previous: dict | None = None  # the last logged request
+        self.by_model: dict[str, tuple[dict, dict | None]] = {}  # model -> (request, counters)
         try:
             super().__init__(("127.0.0.1", port), _Handler)
         except OSError as err:
@@ -76,14 +77,19 @@ class ProxyServer(ThreadingHTTPServer):
         """Log one chat request and print its live line (in the order requests finish)."""
         with self.lock:
             index = self.logged
-            cause = reuse_cause(self.previous, request)
+            # an agent's side requests (another, smaller model) come in between: compare with the
+            # last request of the same model when there is one
+            same_model = self.by_model.get(str(request.get("model")))
+            cause = reuse_cause(same_model[0] if same_model else self.previous, request)
             meta = {"index": index, **meta, "counters": counters}
             if self.log_path is not None:
                 line = json.dumps(log_record(request, meta, t_s), ensure_ascii=False)
                 with self.log_path.open("a", encoding="utf-8") as out:
                     out.write(line + "\n")
             self.logged, self.previous = index + 1, request
-            self.echo(live_line(index, meta, counters, cause))
+            self.by_model[str(request.get("model"))] = (request, counters)
+            before = same_model[1] if same_model else None
+            self.echo(live_line(index, meta, counters, cause, before))
 
 
 class _Handler(BaseHTTPRequestHandler):
