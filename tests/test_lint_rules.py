@@ -198,6 +198,18 @@ def test_hosted_prefix_is_tools_then_system_then_messages(tiny_tok):
     report = lint_pair(tiny_tok, prev, cur, api="anthropic")
     tools_tokens = len(tiny_tok(hosted_segments(cur)[0][1], add_special_tokens=False)["input_ids"])
     assert report.hosted.requests[1].cached_tokens == tools_tokens
+    # Thinking turned on: the API keeps tools and system, and re-reads the messages.
+    thinking = grown(long_request(thinking={"type": "enabled", "budget_tokens": 1024}))
+    system_end = sum(
+        len(tiny_tok(text, add_special_tokens=False)["input_ids"])
+        for where, text, _ in hosted_segments(thinking)[:2]
+    )
+    report = lint_pair(tiny_tok, prev, thinking, api="anthropic")
+    assert report.hosted.requests[1].cached_tokens == system_end
+    assert system_end < report.hosted.requests[0].n_tokens
+    # Another model: its own cache, nothing read.
+    other = lint_pair(tiny_tok, prev, grown(long_request(model="claude-opus-4-1")), api="anthropic")
+    assert other.hosted.requests[1].cached_tokens == 0
     # A tool edit: nothing is read on the hosted API, while locally the system text is reused.
     cur = grown(long_request())
     cur["tools"][0]["description"] += " Also images."

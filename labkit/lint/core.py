@@ -289,6 +289,7 @@ def lint_requests(
                     hit = CauseSummary(row.cause, c.label, [], 0, c.fix)
                     report.causes.append(hit)
                 hit.requests.append(row.index)
+                hit.lost_tokens += row.lost_tokens
     return report
 
 

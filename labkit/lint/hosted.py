@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from labkit.engines.hosted_api import AnthropicAPI, load_prompt_caching_apis
+from labkit.lint.params import thinking_setting
 from labkit.sessions.blocks import block_placeholder, is_media_block
 from labkit.sessions.edits import with_attribution
 from labkit.sessions.format import request_shape
@@ -61,6 +62,7 @@ class HostedRequest:
     detail: str = ""
     gap_s: float | None = None  # time since the previous request, when the requests carry times
     cost_usd: float | None = None  # input cost, None without a price for the model
+    lost_tokens: int = 0  # tokens the previous request left in the cache that were not read
 
 
 @dataclass
@@ -117,7 +119,9 @@ def hosted_segments(request: dict) -> list[tuple[str, str, str | None]]:
     """Return (where, text, cache_control ttl or None) in the API's order: tools, system, messages.
 
     A segment is one tool definition, one system block or one content block; the third item is
-    the block's `cache_control` ttl ("5m" by default) where it carries a breakpoint.
+    the block's `cache_control` ttl ("5m" by default) where it carries a breakpoint. The
+    thinking and tool_choice settings, when set, sit between system and messages: the API's
+    docs list a change of either as invalidating the messages cache only.
     """
     tools = request.get("tools") or []
     out = [(f"tools[{i}]", _tool_text(t), _mark(t)) for i, t in enumerate(tools)]
@@ -125,6 +129,9 @@ def hosted_segments(request: dict) -> list[tuple[str, str, str | None]]:
     system = [{"type": "text", "text": system}] if isinstance(system, str) else system
     for i, block in enumerate(system):
         out.append((f"system[{i}]", _block_text(block), _mark(block)))
+    settings = {"thinking": thinking_setting(request), "tool_choice": request.get("tool_choice")}
+    if any(v is not None for v in settings.values()):  # a change invalidates the messages cache
+        out.append(("thinking, tool_choice", json.dumps(settings, sort_keys=True), None))
     for i, message in enumerate(request.get("messages") or []):
         content = message.get("content")
         if isinstance(content, str) or content is None:
@@ -221,13 +228,17 @@ def lint_hosted(
         ttl_s = 86400.0 if "24h" in retention else OPENAI_TTL_S
     report = HostedReport(api, model, facts["as_of"], facts["source"], minimum, ttl_s, [], price)
     report.notes = notes
-    engine = AnthropicAPI(ttl_s=ttl_s, min_cacheable_tokens=minimum) if api == "anthropic" else None
-    live: list[tuple[list[int], float]] = []  # OpenAI: earlier prompts and when they expire
+    engines: dict[str, AnthropicAPI] = {}  # caches are per model
+    lives: dict[str, list[tuple[list[int], float]]] = {}  # OpenAI: prompts, and when they expire
     clock = 0.0
     for k, (tokens, breakpoints, _) in enumerate(rendered):
         gap = times[k] - times[k - 1] if k and None not in (times[k], times[k - 1]) else None
         clock = clock + (gap if gap is not None else 1.0)
-        if engine is not None:
+        name = str(requests[k].get("model"))
+        if api == "anthropic":
+            if name not in engines:
+                engines[name] = AnthropicAPI(ttl_s=ttl_s, min_cacheable_tokens=minimum)
+            engine = engines[name]
             points = None if automatic[k] else breakpoints[-engine.max_breakpoints :]
             if len(breakpoints) > engine.max_breakpoints and not automatic[k]:
                 note = f"over {engine.max_breakpoints} cache_control marks (the API rejects it)"
@@ -238,16 +249,17 @@ def lint_hosted(
             cacheable = max(points or [len(tokens)]) if points != [] else 0
             cost = engine.cost_usd(result, price) if price is not None else None
         else:
-            live = [(t, expiry) for t, expiry in live if expiry > clock]
+            live = [(t, expiry) for t, expiry in lives.get(name, []) if expiry > clock]
             read = max((common_prefix_len(t, tokens) for t, _ in live), default=0)
             read = read if read >= minimum else 0
             written, cacheable, cost = 0, len(tokens), None
-            live.append((tokens, clock + ttl_s))
+            lives[name] = live + [(tokens, clock + ttl_s)]
         row = HostedRequest(k, len(tokens), read, written, len(tokens) - read - written, gap_s=gap)
         row.cost_usd = cost
         shared = common_prefix_len(rendered[k - 1][0], tokens) if k else 0
-        if k and gap is not None and gap > ttl_s and shared >= minimum and read < shared:
-            row.cause = "ttl-expired"
+        same_model = k and requests[k - 1].get("model") == requests[k].get("model")
+        if same_model and gap is not None and gap > ttl_s and shared >= minimum and read < shared:
+            row.cause, row.lost_tokens = "ttl-expired", shared - read
             row.detail = f"{gap:,.0f} s since the previous request > TTL {ttl_s:,.0f} s"
         elif 0 < cacheable < minimum:
             row.cause = "below-minimum"
