@@ -174,6 +174,17 @@ def test_only_the_final_user_message_differing_is_expected(tiny_tok):
     assert lint_pair(tiny_tok, prev, edited).requests[1].cause == "edited-history"
 
 
+def test_side_requests_are_skipped_each_request_extends_its_own_conversation(tiny_tok):
+    title = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Title?"}]}
+    subagent = request(messages=[{"role": "user", "content": "Search the code for parse_amount."}])
+    main_1, main_2 = request(), grown(request())
+    report = lint_requests([main_1, title, subagent, main_2, grown(subagent)], tiny_tok, api=None)
+    rows = report.requests
+    assert [r.previous for r in rows] == [None, 0, 1, 0, 2]
+    assert rows[1].cause == "model-switch"  # a new conversation: compared with what came before
+    assert rows[3].cause == "append-only" and rows[4].cause == "append-only"
+
+
 # -- hosted-API rules ------------------------------------------------------------------------------
 
 

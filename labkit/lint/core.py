@@ -26,8 +26,10 @@ from labkit.lint.diff import Change, changed_ends, compare_requests, message_at
 from labkit.lint.hosted import HostedReport, api_for_model, lint_hosted
 from labkit.lint.params import (
     PARAMETER_CAUSES,
+    conversation_key,
     final_message_only,
     parameter_change,
+    previous_in_conversation,
     schema_only_change,
 )
 from labkit.lint.report import SCHEMA, format_report, report_json
@@ -87,6 +89,7 @@ class RequestLint:
     previous_char_span: tuple[int, int] | None = None  # and of the previous request's text
     previous_text: str = ""  # the previous request's text around the divergence
     new_text: str = ""  # this request's text around the divergence
+    previous: int | None = None  # the request it is compared with (its conversation's last)
 
 
 @dataclass
@@ -252,6 +255,7 @@ def lint_requests(
     lines = lines or [None] * len(requests)
     rendered = [render_request(r, tokenizer) for r in requests]
     rows = []
+    keys = [conversation_key(r) for r in requests]
     for k, cur in enumerate(rendered):
         if k == 0:
             first = dict(reused_tokens=0, not_reused_tokens=0, lost_tokens=0, cause="first")
@@ -261,7 +265,9 @@ def lint_requests(
                 )
             )
             continue
-        rows.append(_lint_pair(k, lines[k], rendered[k - 1], cur, requests[k - 1], requests[k]))
+        j = previous_in_conversation(keys, k)  # side requests of other conversations skipped
+        rows.append(_lint_pair(k, lines[k], rendered[j], cur, requests[j], requests[k]))
+        rows[-1].previous = j
     report = LintReport(source=redact(source), model=model, attribution=label, requests=rows)
     report.n_tokens = sum(r.n_tokens for r in rows)
     report.recomputed_tokens = sum(r.recomputed_tokens for r in rows)

@@ -26,6 +26,8 @@ from labkit.lint.diff import Change, _key, request_parts
 
 __all__ = [
     "PARAMETER_CAUSES",
+    "conversation_key",
+    "previous_in_conversation",
     "final_message_only",
     "parameter_change",
     "schema_only_change",
@@ -112,3 +114,26 @@ def final_message_only(prev: dict, cur: dict) -> bool:
     same_head = _key([m for _, m in head_a]) == _key([m for _, m in head_b])
     users = last_a.get("role") == last_b.get("role") == "user"
     return same_head and users and last_a != last_b
+
+
+def conversation_key(request: dict) -> str | None:
+    """Return what ties a request to its conversation: its model and its first message.
+
+    An agent interleaves side requests (a title from a small model, a subagent with its own
+    first message) with the main conversation; each is compared with the last request of its
+    own conversation. A rendered prompt has no key.
+    """
+    if "prompt" in request:
+        return None
+    msgs = request_parts(request)["msgs"]
+    first = json.dumps(_key(msgs[0][1]) if msgs else None, default=str)
+    return json.dumps([request.get("model"), first])
+
+
+def previous_in_conversation(keys: list[str | None], k: int) -> int:
+    """Return the index of the request that request k extends: the last one with its key, else
+    the one just before it (a new conversation is compared with whatever the server last saw)."""
+    for j in range(k - 1, -1, -1):
+        if keys[k] is not None and keys[j] == keys[k]:
+            return j
+    return k - 1

@@ -8,19 +8,29 @@ The JSON (schema "labkit.lint/1") is one object:
                 "ideal_recomputed_tokens": int, "lost_tokens": int, "loss_fraction": float},
      "requests": [{"index": int, "line": int | null, "shape": str, "n_tokens": int,
                    "reused_tokens": int, "recomputed_tokens": int, "not_reused_tokens": int,
-                   "lost_tokens": int, "cause": str, "label": str, "where": str, "detail": str,
+                   "lost_tokens": int, "previous": int | null, "cause": str, "label": str,
+                   "where": str, "detail": str,
                    "divergence": null | {"token": int, "char_span": [int, int],
                                          "previous_char_span": [int, int],
                                          "previous_text": str, "new_text": str}}],
      "causes": [{"cause": str, "label": str, "requests": [int], "lost_tokens": int,
                  "fix": str}],
-     "errors": [{"line": int | null, "message": str}]}
+     "errors": [{"line": int | null, "message": str}],
+     "hosted": {...}}  # only with a hosted API (--api, or a claude-*/gpt-* model)
 
-`cause` is a key of `labkit.lint.causes.CAUSES`. `token` is the first token that differs from
-the previous request (== reused_tokens); `char_span` is the changed characters of this request's
-rendered text and `previous_char_span` those of the previous one (both start where the texts
-first differ; an empty span is a deletion); the texts are windows of 40 characters each side of
-that point. `lost_tokens` sum to totals.lost_tokens; loss_fraction = lost_tokens / n_tokens.
+`hosted` (`labkit.lint.hosted.HostedReport`): "api", "model", "as_of", "source",
+"min_cacheable_tokens", "ttl_s", "price_usd_per_mtok", "cost_usd", "cost_without_cache_usd",
+"notes", and "requests": [{"index", "n_tokens", "cached_tokens", "written_tokens",
+"uncached_tokens", "cause", "detail", "gap_s", "cost_usd", "lost_tokens"}]. A divergence caused
+by a request parameter (model, thinking, tool_choice) has "token" but null character spans.
+
+`cause` is a key of `labkit.lint.causes.CAUSES`; `previous` is the request compared with: the
+last one of the same conversation (model and first message), else the one just before. `token`
+is the first token that differs from the previous request (== reused_tokens); `char_span` is the
+changed characters of this request's rendered text and `previous_char_span` those of the previous
+one (both start where the texts first differ; an empty span is a deletion); the texts are windows
+of 40 characters each side of that point. `lost_tokens` sum to totals.lost_tokens;
+loss_fraction = lost_tokens / n_tokens.
 Every string is redacted.
 """
 
@@ -53,6 +63,7 @@ def report_json(report) -> dict:
         fields = ("index", "line", "shape", "n_tokens", "reused_tokens", "recomputed_tokens")
         row = {name: getattr(r, name) for name in fields}
         row |= {"not_reused_tokens": r.not_reused_tokens, "lost_tokens": r.lost_tokens}
+        row |= {"previous": r.previous}
         row |= {"cause": r.cause, "label": CAUSES[r.cause].label, "where": r.where}
         requests.append(row | {"detail": r.detail, "divergence": divergence})
     out = {

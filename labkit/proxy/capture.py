@@ -94,7 +94,7 @@ def live_line(
     """
     head = f"#{index} {meta['method']} {meta['path']} → {meta['status']} in {meta['ms']:,.0f} ms"
     if counters is None:
-        head += ": no cached-token counters in the response"
+        head += ": no cache counters in the response"
     elif counters.get("cached") is None:
         head += f": {counters['n_tokens']:,} tokens (the server does not report cached tokens)"
     else:

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from labkit.lint.params import conversation_key
 from labkit.proxy.capture import chat_request, live_line, log_record, reuse_cause
 from labkit.proxy.counters import decode_body, response_counters
 from labkit.redact import redact
@@ -59,7 +60,7 @@ class ProxyServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.logged = 0
         self.previous: dict | None = None  # the last logged request
-        self.by_model: dict[str, tuple[dict, dict | None]] = {}  # model -> (request, counters)
+        self.by_conversation: dict[str, tuple[dict, dict | None]] = {}  # -> (request, counters)
         try:
             super().__init__(("127.0.0.1", port), _Handler)
         except OSError as err:
@@ -77,18 +78,20 @@ class ProxyServer(ThreadingHTTPServer):
         """Log one chat request and print its live line (in the order requests finish)."""
         with self.lock:
             index = self.logged
-            # an agent's side requests (another, smaller model) come in between: compare with the
-            # last request of the same model when there is one
-            same_model = self.by_model.get(str(request.get("model")))
-            cause = reuse_cause(same_model[0] if same_model else self.previous, request)
+            # an agent's side requests (a title, a subagent) come in between: compare with the
+            # last request of the same conversation (labkit.lint.params.conversation_key)
+            key = conversation_key(request)
+            same = self.by_conversation.get(key) if key is not None else None
+            cause = reuse_cause(same[0] if same else self.previous, request)
             meta = {"index": index, **meta, "counters": counters}
             if self.log_path is not None:
                 line = json.dumps(log_record(request, meta, t_s), ensure_ascii=False)
                 with self.log_path.open("a", encoding="utf-8") as out:
                     out.write(line + "\n")
             self.logged, self.previous = index + 1, request
-            self.by_model[str(request.get("model"))] = (request, counters)
-            before = same_model[1] if same_model else None
+            if key is not None:
+                self.by_conversation[key] = (request, counters)
+            before = same[1] if same else None
             self.echo(live_line(index, meta, counters, cause, before))
 
 
