@@ -262,6 +262,14 @@ def test_hosted_rules_come_from_the_model_name_and_reach_the_report(tiny_tok, tm
     assert report.hosted is not None and report.hosted.api == "anthropic"
     assert "ttl-expired" in {c.cause for c in report.causes}
     assert lint_file(path, tiny_tok, api="none").hosted is None
+    captures = [  # a capture with headers and a body, timed by an ISO capture time
+        {"captured_at": f"2026-03-04T14:{minute:02d}:00Z", "headers": {"x-api-key": "k"},
+         "body": json.dumps(body)}
+        for minute, body in ((0, long_request()), (10, grown(long_request())))
+    ]  # fmt: skip
+    report = lint_file(write_jsonl(tmp_path / "captures.jsonl", captures), tiny_tok)
+    late = report.hosted.requests[1]
+    assert late.gap_s == 600 and late.cause == "ttl-expired"
 
 
 # -- the command line: --fail-on and exit codes --------------------------------------------------

@@ -122,14 +122,18 @@ class LintReport:
 
 
 def _unwrap(item) -> dict:
-    """Return the request body of a captured line: the line itself, or its "body"."""
+    """Return the request body of a captured line: the line itself, or its "body" (with the
+    capture's time, `t_s`, `captured_at` or `timestamp`, for the hosted-API TTL rule)."""
     if isinstance(item, dict) and "body" in item and not {"messages", "prompt"} & set(item):
+        times = {k: item[k] for k in ("t_s", "captured_at", "timestamp") if k in item}
         item = item["body"]
         if isinstance(item, str):
             try:
                 item = json.loads(item)
             except json.JSONDecodeError as err:
                 raise SessionFormatError(f"body: not valid JSON: {err.msg}") from None
+        if isinstance(item, dict):
+            item = times | item
     if isinstance(item, dict):
         item = {k: v for k, v in item.items() if k != "headers"}
     validate_request(item)
