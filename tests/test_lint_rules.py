@@ -305,3 +305,21 @@ def test_fail_on_and_exit_codes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("labkit.lint.cli.lint_file", crash)
     assert main(["lint", str(clean), *args]) == 4
     assert "internal error" in capsys.readouterr().err
+
+
+def test_openai_caches_automatically_above_its_minimum_and_prices_nothing(tiny_tok):
+    def chat(system: str, turns: int) -> dict:
+        messages = [{"role": "system", "content": system}]
+        for k in range(turns):
+            messages += [{"role": "user", "content": f"Question {k}?"},
+                         {"role": "assistant", "content": f"Answer {k}."}]  # fmt: skip
+        return {"model": "gpt-4o", "messages": messages[:-1]}
+
+    minimum = load_prompt_caching_apis()["openai"]["min_cacheable_tokens"]
+    hosted = lint_hosted([chat(LONG, 1), chat(LONG, 2)], tiny_tok, api="openai")
+    first, second = hosted.requests
+    assert first.cached_tokens == 0 and second.cached_tokens >= minimum
+    assert second.cached_tokens == first.n_tokens  # the whole first prompt is a prefix
+    assert hosted.cost_usd is None and second.written_tokens == 0
+    short = lint_hosted([chat("Be brief.", 1), chat("Be brief.", 2)], tiny_tok, api="openai")
+    assert [r.cached_tokens for r in short.requests] == [0, 0]
