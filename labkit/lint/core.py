@@ -20,17 +20,15 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.lint.blocks import media_change
 from labkit.lint.causes import CAUSES
-from labkit.lint.diff import Change, changed_ends, compare_requests, message_at
+from labkit.lint.diff import changed_ends, message_at
 from labkit.lint.hosted import HostedReport, api_for_model, lint_hosted
 from labkit.lint.params import (
     PARAMETER_CAUSES,
     conversation_key,
-    final_message_only,
     parameter_change,
     previous_in_conversation,
-    schema_only_change,
+    text_change,
 )
 from labkit.lint.report import SCHEMA, format_report, report_json
 from labkit.redact import redact, redacted_window
@@ -162,16 +160,8 @@ def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list
     return requests, errors
 
 
-def _parameter_row(index, line, prev, cur, prev_request, request) -> RequestLint | None:
-    """Return the row of a request whose parameters (model, thinking, tool_choice) lose more of
-    the cache than its text does, else None (labkit.lint.params)."""
-    change = parameter_change(prev_request, request)
-    if change is None:
-        return None
-    keep = 0 if PARAMETER_CAUSES[change.cause] else (cur.system_span or (0, 0))[1]
-    reused = min(keep, common_prefix_len(prev.tokens, cur.tokens))
-    if reused == common_prefix_len(prev.tokens, cur.tokens):
-        return None  # the text changes first: that is the cause
+def _row(index, line, prev, cur, reused: int, cause: str) -> RequestLint:
+    """Return a request's row when it reuses `reused` tokens of the previous one's."""
     return RequestLint(
         index=index,
         line=line,
@@ -181,40 +171,25 @@ def _parameter_row(index, line, prev, cur, prev_request, request) -> RequestLint
         recomputed_tokens=cur.n_tokens - reused,
         not_reused_tokens=prev.n_tokens - reused,
         lost_tokens=cur.n_tokens - reused - max(0, cur.n_tokens - prev.n_tokens),
-        cause=change.cause,
-        where=redact(change.where),
-        detail=redact(change.detail),
-        token=reused,
+        cause=cause,
     )
 
 
 def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
-    by_parameter = _parameter_row(index, line, prev, cur, prev_request, request)
-    if by_parameter is not None:
-        return by_parameter
     reused = common_prefix_len(prev.tokens, cur.tokens)
-    row = RequestLint(
-        index=index,
-        line=line,
-        shape=cur.shape,
-        n_tokens=cur.n_tokens,
-        reused_tokens=reused,
-        recomputed_tokens=cur.n_tokens - reused,
-        not_reused_tokens=prev.n_tokens - reused,
-        lost_tokens=cur.n_tokens - reused - max(0, cur.n_tokens - prev.n_tokens),
-        cause="append-only",
-    )
+    param = parameter_change(prev_request, request)  # model, thinking, tool_choice
+    if param is not None:
+        keep = 0 if PARAMETER_CAUSES[param.cause] else (cur.system_span or (0, 0))[1]
+        if keep < reused:  # the parameter loses more than the text does: it is the cause
+            row = _row(index, line, prev, cur, keep, param.cause)
+            row.where, row.detail, row.token = redact(param.where), redact(param.detail), keep
+            return row
+    row = _row(index, line, prev, cur, reused, "append-only")
     if reused == prev.n_tokens:
         return row
-    change = compare_requests(prev_request, request)
-    if change is not None and change.cause == "edited-history":
-        change = media_change(prev_request, request) or change
-    if change is not None and change.cause == "tools-changed":
-        change = schema_only_change(prev_request, request) or change
-    if final_message_only(prev_request, request):  # evaluation, regeneration: nothing lost
-        change = Change("final-message-only", change.where if change else "messages", "")
-        change.detail = "only the final user message differs"
-        row.lost_tokens = 0
+    change = text_change(prev_request, request)
+    if change is not None and change.cause == "final-message-only":
+        row.lost_tokens = 0  # an evaluation, a regeneration: nothing could do better
     char = len(os.path.commonprefix([prev.text, cur.text]))
     if change is not None:
         row.cause, row.where, row.detail = change.cause, change.where, change.detail
@@ -262,12 +237,8 @@ def lint_requests(
     keys = [conversation_key(r) for r in requests]
     for k, cur in enumerate(rendered):
         if k == 0:
-            first = dict(reused_tokens=0, not_reused_tokens=0, lost_tokens=0, cause="first")
-            rows.append(
-                RequestLint(
-                    0, lines[0], cur.shape, cur.n_tokens, **first, recomputed_tokens=cur.n_tokens
-                )
-            )
+            rows.append(_row(0, lines[0], cur, cur, 0, "first"))
+            rows[-1].not_reused_tokens = rows[-1].lost_tokens = 0
             continue
         j = previous_in_conversation(keys, k)  # side requests of other conversations skipped
         rows.append(_lint_pair(k, lines[k], rendered[j], cur, requests[j], requests[k]))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 
-from labkit.lint.diff import Change, _key, request_parts
+from labkit.lint.blocks import media_change
+from labkit.lint.diff import Change, _key, compare_requests, request_parts
 
 __all__ = [
     "PARAMETER_CAUSES",
@@ -31,6 +32,7 @@ __all__ = [
     "final_message_only",
     "parameter_change",
     "schema_only_change",
+    "text_change",
     "thinking_setting",
 ]
 
@@ -137,3 +139,18 @@ def previous_in_conversation(keys: list[str | None], k: int) -> int:
         if keys[k] is not None and keys[j] == keys[k]:
             return j
     return k - 1
+
+
+def text_change(prev: dict, cur: dict) -> Change | None:
+    """Return the first change of what two requests render, with the second version's causes:
+    "final-message-only" (expected), an edit inside an image, a tool's schema, else the cause
+    `labkit.lint.diff.compare_requests` names; None when `cur` extends `prev`."""
+    if final_message_only(prev, cur):
+        where = request_parts(cur)["msgs"][-1][0]
+        return Change("final-message-only", where, "only the final user message differs")
+    change = compare_requests(prev, cur)
+    if change is not None and change.cause == "edited-history":
+        change = media_change(prev, cur) or change
+    if change is not None and change.cause == "tools-changed":
+        change = schema_only_change(prev, cur) or change
+    return change

@@ -39,10 +39,9 @@ from __future__ import annotations
 import textwrap
 
 from labkit.lint.causes import CAUSES
-from labkit.lint.hosted import format_hosted, hosted_json
 from labkit.redact import redact
 
-__all__ = ["SCHEMA", "format_report", "report_json"]
+__all__ = ["SCHEMA", "format_hosted", "format_report", "hosted_json", "report_json"]
 
 SCHEMA = "labkit.lint/1"
 
@@ -159,3 +158,36 @@ def format_report(report, width: int = 120) -> str:
         out += ["", f"Could not read {len(report.errors)} line(s); the others are linted above:"]
         out += [f"  {e.message}" for e in report.errors]
     return redact("\n".join(out))
+
+
+def hosted_json(report) -> dict:
+    """Return a HostedReport as a JSON-ready dict."""
+    out = {k: v for k, v in vars(report).items() if k != "requests"}
+    return out | {"requests": [vars(r) for r in report.requests]}
+
+
+def format_hosted(report) -> str:
+    """Return a HostedReport as text: a row per request, totals, and the figures' date."""
+    out = [
+        f"Hosted API {report.api} (figures as of {report.as_of}, {report.source}): model "
+        f"{report.model}, prefix order tools → system → messages, minimum "
+        f"{report.min_cacheable_tokens:,} tokens, TTL {report.ttl_s:,.0f} s",
+        f"{'#':>3} {'tokens':>7} {'cached':>7} {'written':>7} {'uncached':>8} {'cost $':>9}  note",
+    ]
+    for r in report.requests:
+        cost = "" if r.cost_usd is None else f"{r.cost_usd:.5f}"
+        note = f"{r.cause}: {r.detail}" if r.cause else ""
+        out.append(
+            f"{r.index:>3} {r.n_tokens:>7,} {r.cached_tokens:>7,} {r.written_tokens:>7,} "
+            f"{r.uncached_tokens:>8,} {cost:>9}  {note}"
+        )
+    total = sum(r.n_tokens for r in report.requests)
+    cached = sum(r.cached_tokens for r in report.requests)
+    line = f"Session: {cached:,} of {total:,} input tokens read from cache"
+    if report.cost_usd is not None:
+        line += (
+            f"; input cost ${report.cost_usd:.4f} (${report.cost_without_cache_usd:.4f} without "
+            f"caching, base ${report.price_usd_per_mtok}/MTok)"
+        )
+    out += [line + "."] + [f"  note: {n}" for n in report.notes]
+    return "\n".join(out)

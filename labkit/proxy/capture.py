@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 
-from labkit.lint.blocks import media_change
 from labkit.lint.causes import CAUSES
-from labkit.lint.diff import compare_requests
-from labkit.lint.params import final_message_only, parameter_change, schema_only_change
+from labkit.lint.params import parameter_change, text_change
 from labkit.redact import redact
 from labkit.sessions.format import SessionFormatError, validate_request
 
@@ -67,14 +65,7 @@ def reuse_cause(prev: dict | None, cur: dict) -> tuple[str, str, str]:
     """
     if prev is None:
         return "first", "", ""
-    change = parameter_change(prev, cur)
-    if change is None and final_message_only(prev, cur):
-        return "final-message-only", "messages", "only the final user message differs"
-    change = change or compare_requests(prev, cur)
-    if change is not None and change.cause == "edited-history":
-        change = media_change(prev, cur) or change
-    if change is not None and change.cause == "tools-changed":
-        change = schema_only_change(prev, cur) or change
+    change = parameter_change(prev, cur) or text_change(prev, cur)
     if change is None:
         return "", "", ""
     return change.cause, redact(change.where), redact(change.detail)
