@@ -12,7 +12,7 @@ import pytest
 
 from labkit.cli import main
 from labkit.engines.hosted_api import load_prompt_caching_apis
-from labkit.lint import lint_file, lint_requests, read_captured
+from labkit.lint import format_report, lint_file, lint_requests, read_captured
 from labkit.lint.hosted import hosted_segments, lint_hosted
 from labkit.resources import data_path
 from labkit.sessions import block_digest, render_request
@@ -183,6 +183,7 @@ def test_side_requests_are_skipped_each_request_extends_its_own_conversation(tin
     assert [r.previous for r in rows] == [None, 0, 1, 0, 2]
     assert rows[1].cause == "model-switch"  # a new conversation: compared with what came before
     assert rows[3].cause == "append-only" and rows[4].cause == "append-only"
+    assert "(vs #0) —" in format_report(report) and "(vs #2) —" in format_report(report)
 
 
 # -- hosted-API rules ------------------------------------------------------------------------------

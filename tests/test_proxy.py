@@ -250,9 +250,12 @@ def test_a_missing_upstream_answers_502_and_says_what_to_do(tmp_path):
     assert "did not answer" in lines[0]
 
 
-def test_cli_rejects_a_bad_upstream(capsys):
+def test_cli_rejects_a_bad_upstream_or_log(capsys, tmp_path):
     assert main(["proxy", "--upstream", "ftp://example"]) == 2
     assert "is not an http(s) URL" in capsys.readouterr().err
+    bad_log = str(tmp_path / "no" / "such" / "folder" / "log.jsonl")
+    assert main(["proxy", "--upstream", "http://127.0.0.1:9", "--log", bad_log]) == 2
+    assert "cannot write the log" in capsys.readouterr().err
 
 
 # -- a real llama-server, when one is built ------------------------------------------------------

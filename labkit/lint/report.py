@@ -127,6 +127,8 @@ def format_report(report, width: int = 120) -> str:
     ]
     for r in report.requests:
         where = "—" if r.token is None else f"{r.where}: {r.detail}"  # diverges at token `reused`
+        if r.previous is not None and r.previous != r.index - 1:  # another conversation between
+            where = f"(vs #{r.previous}) {where}"
         row = (
             f"{r.index:>3} {r.line or '':>5} {r.n_tokens:>7,} {r.reused_tokens:>7,} "
             f"{r.recomputed_tokens:>10,} {r.lost_tokens:>7,}  {r.cause:<{cause_w}}  "

@@ -55,6 +55,14 @@ class ProxyServer(ThreadingHTTPServer):
             )
         self.upstream = parts
         self.log_path = Path(log) if log else None
+        if self.log_path is not None:
+            try:
+                self.log_path.open("a", encoding="utf-8").close()
+            except OSError as err:
+                raise OSError(
+                    f"cannot write the log {self.log_path} ({err.strerror}): give --log a path "
+                    "in a folder you can write to"
+                ) from None
         self.echo = echo or (lambda line: print(line, flush=True))
         self.started = time.monotonic()
         self.lock = threading.Lock()
