@@ -322,6 +322,17 @@ def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok):
         assert read_captured(log)[1] == [] and len(load_requests(log)) == 4
         report = lint_requests(load_requests(log), tiny_tok, api=None)
         assert [r.cause for r in report.requests[1:]] == ["append-only"] * 3
+        # Claude Code's endpoint: Anthropic Messages, the attribution line changing every turn
+        claude_log, lines = tmp_path / "claude.jsonl", []
+        with running_proxy(base, log=claude_log, echo=lines.append) as proxy:
+            for turns, cch in ((1, "1a2b3"), (2, "9f8e7")):
+                body = json.dumps(anthropic_request(turns, cch) | {"max_tokens": 4}).encode()
+                assert fetch(proxy.url, "POST", "/v1/messages", body, HEADERS)[0] == 200
+        assert "reuse broke at system[0]: changing id in the attribution line" in lines[1]
+        counters = [json.loads(x)["labkit_proxy"]["counters"] for x in claude_log.open()]
+        assert all(c is not None and c["n_tokens"] > 0 for c in counters)
+        # the line sits near the start: the server reuses only the tokens before cch=
+        assert counters[1]["cached"] < counters[0]["n_tokens"] / 2
     finally:
         server.terminate()
         server.wait(timeout=10)
