@@ -68,7 +68,7 @@ class FakeUpstream(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         n_tokens = len(body) // 4  # deterministic counters: a function of the body only
-        cached = max(0, n_tokens - 7 - body.count(b"cch=") * 40)
+        cached = body.find(b"cch=") // 4 if b"cch=" in body else n_tokens - 7  # stops at cch=
         reply = {
             "id": "fake-1",
             "content": [{"type": "text", "text": "ok"}],
@@ -328,11 +328,28 @@ def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok):
             for turns, cch in ((1, "1a2b3"), (2, "9f8e7")):
                 body = json.dumps(anthropic_request(turns, cch) | {"max_tokens": 4}).encode()
                 assert fetch(proxy.url, "POST", "/v1/messages", body, HEADERS)[0] == 200
-        assert "reuse broke at system[0]: changing id in the attribution line" in lines[1]
         counters = [json.loads(x)["labkit_proxy"]["counters"] for x in claude_log.open()]
         assert all(c is not None and c["n_tokens"] > 0 for c in counters)
-        # the line sits near the start: the server reuses only the tokens before cch=
+        # llama.cpp with PR #21793 normalizes cch= on /v1/messages; older servers do not: the
+        # line must say which happened, from the server's own counters
+        if counters[1]["cached"] >= 0.9 * counters[0]["n_tokens"]:
+            said = "changing id in the attribution line (cch=) (cch=1a2b3 → cch=9f8e7), yet "
+            assert said + "the server reused" in lines[1]
+        else:
+            assert "reuse broke at system[0]: changing id in the attribution line" in lines[1]
+        # on the OpenAI endpoint the line is prompt text: reuse stops inside it
+        system = anthropic_request(1, "1a2b3")["system"]
+        line = system[0]["text"]
+        chat_log, lines = tmp_path / "chat.jsonl", []
+        with running_proxy(base, log=chat_log, echo=lines.append) as proxy:
+            for k, cch in enumerate(("1a2b3", "9f8e7"), start=1):
+                chat = _chat(k)
+                text = line.replace("1a2b3", cch) + "\n" + system[1]["text"]
+                chat["messages"][0]["content"] = text
+                fetch(proxy.url, "POST", "/v1/chat/completions", json.dumps(chat).encode())
+        counters = [json.loads(x)["labkit_proxy"]["counters"] for x in chat_log.open()]
         assert counters[1]["cached"] < counters[0]["n_tokens"] / 2
+        assert "reuse broke at messages[0]: changing id in the attribution line" in lines[1]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -366,3 +383,9 @@ def test_the_live_line_says_when_the_server_lost_a_cache_the_request_could_use()
     kept = live_line(3, meta, {"n_tokens": 500, "cached": 399, "computed": 101}, ("", "", ""),
                      {"n_tokens": 400, "cached": 390, "computed": 10})  # fmt: skip
     assert "less than half" not in kept and "—" not in kept
+    cause = ("attribution-header", "system[0]", "cch=1a2b3 → cch=9f8e7")
+    before = {"n_tokens": 400, "cached": 390, "computed": 10}
+    normalized = live_line(4, meta, {"n_tokens": 500, "cached": 399, "computed": 101}, cause, before)
+    assert "changed at system[0]" in normalized and "yet the server reused" in normalized
+    broke = live_line(4, meta, {"n_tokens": 500, "cached": 3, "computed": 497}, cause, before)
+    assert "reuse broke at system[0]" in broke and "yet" not in broke

@@ -80,8 +80,11 @@ def live_line(
 ) -> str:
     """Return the line printed for one request: tokens, cached, computed, and a broken reuse.
 
-    `before` holds the counters of the request it extends: when it extends it (no cause) yet the
-    server reused less than half of it, the line says the server lost the cache.
+    `before` holds the counters of the request it is compared with: when it extends it (no
+    cause) yet the server reused less than half of it, the line says the server lost the cache;
+    when it changed (a cause) yet the server reused nearly all of it, the line says so (llama.cpp
+    normalizes the attribution line's `cch=` on its Anthropic endpoint, `server-chat.cpp`
+    `normalize_anthropic_billing_header`, PR #21793).
     """
     head = f"#{index} {meta['method']} {meta['path']} → {meta['status']} in {meta['ms']:,.0f} ms"
     if counters is None:
@@ -94,7 +97,10 @@ def live_line(
             f"{counters['computed']:,} computed"
         )
     key, where, detail = cause
-    if key and key not in ("first", "final-message-only"):
+    if key and key not in ("first", "final-message-only") and _kept_by_server(counters, before):
+        head += f" — changed at {where}: {CAUSES[key].label}" + (f" ({detail})" if detail else "")
+        head += ", yet the server reused the previous request: it ignores or normalizes this change"
+    elif key and key not in ("first", "final-message-only"):
         head += f" — reuse broke at {where}: {CAUSES[key].label}"
         head += f" ({detail})" if detail else ""
     elif key == "final-message-only":
@@ -105,6 +111,13 @@ def live_line(
             "server reused less than half: another request took the slot, or the cache evicted it"
         )
     return redact(head)
+
+
+def _kept_by_server(counters: dict | None, before: dict | None) -> bool:
+    """Return True when the server reused nearly all of the previous request (90% or more)."""
+    if not counters or not before or counters.get("cached") is None:
+        return False
+    return counters["cached"] >= 0.9 * before["n_tokens"]
 
 
 def _lost_by_server(counters: dict | None, before: dict | None) -> bool:
