@@ -385,7 +385,8 @@ def test_the_live_line_says_when_the_server_lost_a_cache_the_request_could_use()
     assert "less than half" not in kept and "—" not in kept
     cause = ("attribution-header", "system[0]", "cch=1a2b3 → cch=9f8e7")
     before = {"n_tokens": 400, "cached": 390, "computed": 10}
-    normalized = live_line(4, meta, {"n_tokens": 500, "cached": 399, "computed": 101}, cause, before)
+    full = {"n_tokens": 500, "cached": 399, "computed": 101}
+    normalized = live_line(4, meta, full, cause, before)
     assert "changed at system[0]" in normalized and "yet the server reused" in normalized
     broke = live_line(4, meta, {"n_tokens": 500, "cached": 3, "computed": 497}, cause, before)
     assert "reuse broke at system[0]" in broke and "yet" not in broke
