@@ -147,7 +147,9 @@ def format_report(report, width: int = 120) -> str:
             f"  {c.cause} — {c.label}: request(s) {_ranges(c.requests)}, "
             f"{c.lost_tokens:,} tokens lost"
         )
-        example = next((r for r in report.requests if r.cause == c.cause and r.token), None)
+        example = next(
+            (r for r in report.requests if r.cause == c.cause and r.token and r.char_span), None
+        )
         if example is not None:
             out.append(f"      was: …{_one_line(example.previous_text, width - 12)}…")
             out.append(f"      now: …{_one_line(example.new_text, width - 12)}…")
