@@ -199,6 +199,7 @@ def test_the_log_is_a_redacted_session_file_that_lint_and_simulate_read(
     assert len(lines) == 4 and "reuse broke" not in lines[1]
     counters = entries[1]["labkit_proxy"]["counters"]
     assert f"{counters['n_tokens']:,} tokens, {counters['cached']:,} cached" in lines[1]
+    assert "(prefill 2 ms)" in lines[1]  # the fake's prompt_ms, 1.5
     assert "reuse broke at system[0]" in lines[2]  # the line appears
     assert "reuse broke at system[0]: changing id in the attribution line" in lines[3]
     assert "cch=1a2b3 → cch=9f8e7" in lines[3]

@@ -96,6 +96,8 @@ def live_line(
             f": {counters['n_tokens']:,} tokens, {counters['cached']:,} cached, "
             f"{counters['computed']:,} computed"
         )
+        if isinstance(counters.get("prompt_ms"), (int, float)):  # llama.cpp times its prefill
+            head += f" (prefill {counters['prompt_ms']:,.0f} ms)"
     key, where, detail = cause
     if key and key not in ("first", "final-message-only") and _kept_by_server(counters, before):
         head += f" — changed at {where}: {CAUSES[key].label}" + (f" ({detail})" if detail else "")
