@@ -1,4 +1,4 @@
-"""The `labkit` command: info, fetch, notebooks, bench, simulate, lint, server and probe."""
+"""The `labkit` command: info, fetch, notebooks, bench, simulate, lint, server, probe and proxy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from labkit.engines import session_sim
 from labkit.env import environment_report
 from labkit.experiments import bench
 from labkit.lint import cli as lint_cli
+from labkit.proxy import cli as proxy_cli
 from labkit.redact import redact
 from labkit.resources import copy_notebooks
 from labkit.server import cli as server_cli
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=_cmd_fetch)
     bench.add_cli(sub)
     lint_cli.add_cli(sub)
+    proxy_cli.add_cli(sub)
     session_sim.add_cli(sub)
     server_cli.add_cli(sub)  # server, probe; bench --server
     notebooks = sub.add_parser(

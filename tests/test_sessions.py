@@ -91,13 +91,12 @@ def test_load_names_the_line_of_invalid_json(tmp_path):
 
 def test_load_names_request_line_and_field(tmp_path):
     bad = small_session()[1]
-    bad["messages"][2]["content"][0] = {"type": "image_url", "image_url": {"url": "x"}}
+    bad["messages"][2]["content"][0] = {"image_url": {"url": "x"}}  # a block without a type
     path = write_jsonl(tmp_path / "s.jsonl", ["", json.dumps(small_session()[0]), json.dumps(bad)])
     with pytest.raises(SessionFormatError) as err:
         load_requests(path)
     assert str(err.value) == (
-        f"{path}: request 1 (line 3): messages[2].content[0]: unknown block type 'image_url' "
-        "(labkit reads text, tool_use, tool_result, thinking)"
+        f"{path}: request 1 (line 3): messages[2].content[0].type: missing or not a string"
     )
 
 
@@ -135,8 +134,8 @@ def _broken(edit) -> dict:
          "messages[1].content[1].input: missing or wrong type"),
         (_broken(lambda r: r["messages"][1]["content"].append(r["messages"][2]["content"][0])),
          "messages[1].content[2]: a tool_result block does not belong in a assistant message"),
-        (_broken(lambda r: r["messages"][2]["content"][0].update(content=[{"type": "image"}])),
-         "messages[2].content[0].content[0]: expected a text block"),
+        (_broken(lambda r: r["messages"][2]["content"][0].update(content=[{"type": "text"}])),
+         "messages[2].content[0].content[0].text: missing or not a string"),
         ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None,
           "tool_calls": [{"id": "c1", "type": "function", "function": {"arguments": "{}"}}]}]},
          "messages[1].tool_calls[0].function.name: missing"),

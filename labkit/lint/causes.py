@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from labkit.redact import redact
 from labkit.sessions.render import HEADER_LINE
 
-__all__ = ["CAUSES", "Cause", "classify_lines"]
+__all__ = ["CAUSES", "EXPECTED", "Cause", "classify_lines"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,58 @@ _CAUSE_LIST = [
         "Usually negligible: end each request on a special token (the generation prompt does).",
     ),
     Cause("other", "request changed", "Diff the two requests and keep the earlier one's prefix."),
+    # request parameters and content blocks (labkit.lint.params, labkit.lint.blocks)
+    Cause(
+        "model-switch",
+        "another model (nothing of the previous cache is usable)",
+        "Keep one model per conversation; start a new conversation (or a subagent with its own "
+        "short context) to use another model, rather than switching mid-session.",
+    ),
+    Cause(
+        "thinking-changed",
+        "thinking/reasoning setting changed",
+        "Choose the thinking setting (on/off, budget, reasoning_effort) once per session; a "
+        "change invalidates the cached messages on hosted APIs, and on a local server wherever "
+        "the chat template renders it.",
+    ),
+    Cause(
+        "tool-choice-changed",
+        "tool_choice changed (forced tool)",
+        "Keep tool_choice fixed (usually auto) and steer with an instruction in the latest "
+        "message; a forced or changed tool_choice invalidates the cached messages.",
+    ),
+    Cause(
+        "tool-schema-changed",
+        "a tool's input schema changed",
+        "Keep tool schemas fixed for the session (generate them once, deterministically); the "
+        "tool definitions come first in a hosted API's prefix, so the whole prompt is lost.",
+    ),
+    Cause(
+        "edited-image",
+        "history edited inside an image (or another non-text block)",
+        "Send each earlier image or document back with the same bytes: keep the encoded data "
+        "from the first turn instead of re-encoding, resizing or re-compressing it every turn.",
+    ),
+    Cause(
+        "final-message-only",
+        "only the final user message differs (evaluation, regeneration): expected",
+        "Nothing to fix: everything before the final message is reused.",
+    ),
+    # hosted-API rules (labkit.lint.hosted)
+    Cause(
+        "ttl-expired",
+        "hosted cache expired (time between requests beyond its TTL)",
+        "Send the next request within the cache's lifetime, use a longer TTL (Anthropic "
+        '"ttl": "1h"; OpenAI prompt_cache_retention "24h"), or accept one rewrite after a pause.',
+    ),
+    Cause(
+        "below-minimum",
+        "prompt shorter than the model's minimum cacheable length",
+        "Nothing is cached below the minimum: put the shared prefix (tools, system prompt) "
+        "above it, or do not pay for cache writes on short prompts.",
+    ),
 ]
+EXPECTED = frozenset({"first", "append-only", "final-message-only"})  # not cache-busters
 CAUSES = {cause.key: cause for cause in _CAUSE_LIST}
 
 _DATE = re.compile(

@@ -20,10 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.lint.causes import CAUSES
-from labkit.lint.diff import changed_ends, compare_requests, message_at
+from labkit.lint.diff import changed_ends, message_at
+from labkit.lint.hosted import HostedReport, api_for_model, lint_hosted
+from labkit.lint.params import (
+    PARAMETER_CAUSES,
+    conversation_key,
+    parameter_change,
+    previous_in_conversation,
+    text_change,
+)
 from labkit.lint.report import SCHEMA, format_report, report_json
 from labkit.redact import redact, redacted_window
-from labkit.sessions.format import decode_lines, read_json_items
+from labkit.sessions.format import decode_lines, read_json_items, request_shape
 from labkit.sessions.header import attribution_enabled
 from labkit.sessions.render import (
     SessionFormatError,
@@ -79,6 +87,7 @@ class RequestLint:
     previous_char_span: tuple[int, int] | None = None  # and of the previous request's text
     previous_text: str = ""  # the previous request's text around the divergence
     new_text: str = ""  # this request's text around the divergence
+    previous: int | None = None  # the request it is compared with (its conversation's last)
 
 
 @dataclass
@@ -109,11 +118,14 @@ class LintReport:
     causes: list[CauseSummary] = field(default_factory=list)
     context_tokens: int | None = None  # the model's context length, when known
     warnings: list[str] = field(default_factory=list)  # e.g. requests longer than the context
+    hosted: HostedReport | None = None  # the same session on a hosted API (labkit.lint.hosted)
 
 
 def _unwrap(item) -> dict:
-    """Return the request body of a captured line: the line itself, or its "body"."""
+    """Return the request body of a captured line: the line itself, or its "body" (with the
+    capture's time, `t_s`, `captured_at` or `timestamp`, for the hosted-API TTL rule)."""
     if isinstance(item, dict) and "body" in item and not {"messages", "prompt"} & set(item):
+        times = {k: item[k] for k in ("t_s", "captured_at", "timestamp") if k in item}
         item = item["body"]
         if isinstance(item, str):
             try:
@@ -122,6 +134,8 @@ def _unwrap(item) -> dict:
                 raise SessionFormatError(f"body: not valid JSON: {err.msg}") from None
             except (ValueError, RecursionError):
                 raise SessionFormatError("body: not valid JSON (too deep or too large)") from None
+        if isinstance(item, dict):
+            item = times | item
     if isinstance(item, dict):
         item = {k: v for k, v in item.items() if k != "headers"}
     validate_request(item)
@@ -149,9 +163,9 @@ def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list
     return requests, errors
 
 
-def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
-    reused = common_prefix_len(prev.tokens, cur.tokens)
-    row = RequestLint(
+def _row(index, line, prev, cur, reused: int, cause: str) -> RequestLint:
+    """Return a request's row when it reuses `reused` tokens of the previous one's."""
+    return RequestLint(
         index=index,
         line=line,
         shape=cur.shape,
@@ -160,11 +174,25 @@ def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
         recomputed_tokens=cur.n_tokens - reused,
         not_reused_tokens=prev.n_tokens - reused,
         lost_tokens=cur.n_tokens - reused - max(0, cur.n_tokens - prev.n_tokens),
-        cause="append-only",
+        cause=cause,
     )
+
+
+def _lint_pair(index, line, prev, cur, prev_request, request) -> RequestLint:
+    reused = common_prefix_len(prev.tokens, cur.tokens)
+    param = parameter_change(prev_request, request)  # model, thinking, tool_choice
+    if param is not None:
+        keep = 0 if PARAMETER_CAUSES[param.cause] else (cur.system_span or (0, 0))[1]
+        if keep < reused:  # the parameter loses more than the text does: it is the cause
+            row = _row(index, line, prev, cur, keep, param.cause)
+            row.where, row.detail, row.token = redact(param.where), redact(param.detail), keep
+            return row
+    row = _row(index, line, prev, cur, reused, "append-only")
     if reused == prev.n_tokens:
         return row
-    change = compare_requests(prev_request, request)
+    change = text_change(prev_request, request)
+    if change is not None and change.cause == "final-message-only":
+        row.lost_tokens = 0  # an evaluation, a regeneration: nothing could do better
     char = common_prefix_len(prev.text, cur.text)
     if change is not None:
         row.cause, row.where, row.detail = change.cause, change.where, change.detail
@@ -193,11 +221,14 @@ def lint_requests(
     source: str = "requests given",
     model: str = "the tokenizer given",
     context_tokens: int | None = None,
+    api: str | None = "auto",
 ) -> LintReport:
     """Lint a session's requests in order; `attribution` on/off rewrites the attribution line.
 
     attribution None keeps the requests as captured; on adds the line with a fresh `cch` per
     request (from `random.Random(seed)`), off removes it — as `CLAUDE_CODE_ATTRIBUTION_HEADER`.
+    `api` "anthropic" or "openai" adds what the session reuses and costs on that hosted API
+    (`report.hosted`); "auto" picks it from the requests' model name; None or "none" skips it.
     """
     rng, label = random.Random(seed), "as captured"
     if attribution is not None:
@@ -207,16 +238,15 @@ def lint_requests(
     lines = lines or [None] * len(requests)
     rendered = [render_request(r, tokenizer) for r in requests]
     rows = []
+    keys = [conversation_key(r) for r in requests]
     for k, cur in enumerate(rendered):
         if k == 0:
-            first = dict(reused_tokens=0, not_reused_tokens=0, lost_tokens=0, cause="first")
-            rows.append(
-                RequestLint(
-                    0, lines[0], cur.shape, cur.n_tokens, **first, recomputed_tokens=cur.n_tokens
-                )
-            )
+            rows.append(_row(0, lines[0], cur, cur, 0, "first"))
+            rows[-1].not_reused_tokens = rows[-1].lost_tokens = 0
             continue
-        rows.append(_lint_pair(k, lines[k], rendered[k - 1], cur, requests[k - 1], requests[k]))
+        j = previous_in_conversation(keys, k)  # side requests of other conversations skipped
+        rows.append(_lint_pair(k, lines[k], rendered[j], cur, requests[j], requests[k]))
+        rows[-1].previous = j
     report = LintReport(source=redact(source), model=model, attribution=label, requests=rows)
     report.context_tokens = context_tokens
     report.warnings = over_context_warnings([r.n_tokens for r in rows], context_tokens, lines)
@@ -233,6 +263,20 @@ def lint_requests(
         )
         report.causes.append(summary)
     report.causes.sort(key=lambda c: (c.cause == "append-only", -c.lost_tokens))
+    if api == "auto":
+        api = api_for_model(next((r.get("model") for r in requests if r.get("model")), None))
+        api = api if requests and all(request_shape(r) != "prompt" for r in requests) else None
+    if api not in (None, "none") and requests:
+        report.hosted = lint_hosted(requests, tokenizer, api=api)
+        for row in report.hosted.requests:
+            if row.cause:
+                hit = next((c for c in report.causes if c.cause == row.cause), None)
+                if hit is None:
+                    c = CAUSES[row.cause]
+                    hit = CauseSummary(row.cause, c.label, [], 0, c.fix)
+                    report.causes.append(hit)
+                hit.requests.append(row.index)
+                hit.lost_tokens += row.lost_tokens
     return report
 
 
@@ -258,6 +302,7 @@ def lint_file(
     model: str | None = None,
     attribution: bool | str | None = None,
     seed: int = 0,
+    api: str | None = "auto",
 ) -> LintReport:
     """Lint a request file (JSONL or JSON) with `tokenizer`, else the tokenizer of `model`."""
     from labkit.models import context_tokens, load_tokenizer, resolve_model_name
@@ -277,6 +322,7 @@ def lint_file(
         source=str(path),
         model=redact(label),
         context_tokens=context,
+        api=api,
     )
     report.errors = errors
     return report

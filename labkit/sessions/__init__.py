@@ -1,5 +1,6 @@
 """Agent sessions as data: the request format, edits (attribution line on/off), rendering."""
 
+from labkit.sessions.blocks import block_digest, block_placeholder
 from labkit.sessions.edits import (
     HEADER_LINE,
     VARIANTS,
@@ -38,6 +39,8 @@ __all__ = [
     "apply_variant",
     "attribution_enabled",
     "billing_header",
+    "block_digest",
+    "block_placeholder",
     "load_requests",
     "move_header_to_end",
     "random_cch",

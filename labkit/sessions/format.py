@@ -4,7 +4,8 @@ A session file holds the requests a client sent, in order: JSON (one request or 
 (one request a line). Three shapes are read:
 
 - Anthropic Messages: `{"system": ..., "tools": [...], "messages": [...]}` with text, tool_use,
-  tool_result and thinking blocks;
+  tool_result and thinking blocks; any other typed block (an image, a document, a type labkit
+  does not know) is read too and rendered by a digest of its content (`labkit.sessions.blocks`);
 - OpenAI chat: `{"messages": [{"role": "system"|"user"|"assistant"|"tool", ...}], "tools": [...]}`;
 - an already-rendered prompt: `{"prompt": "..."}`, tokenized as it is (no chat template).
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
+from labkit.sessions.blocks import is_media_block
 
 __all__ = [
     "MAX_DEPTH",
@@ -30,7 +33,10 @@ class SessionFormatError(ValueError):
     """A session file or request does not have a shape labkit reads."""
 
 
-_BLOCKS = {"user": ("text", "tool_result"), "assistant": ("text", "tool_use", "thinking")}
+_BLOCKS = {
+    "user": ("text", "tool_result"),
+    "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+}
 _OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
 _ANTHROPIC_ONLY = ("tool_use", "tool_result", "thinking")
 # Values an error message may quote: the words the formats use. Anything else (it may be a
@@ -65,12 +71,17 @@ def _check(ok: bool, where: str, problem: str) -> None:
         raise SessionFormatError(f"{where}: {problem}")
 
 
-def _check_text_parts(parts, where: str, what: str = "a string or a list of text blocks") -> None:
+def _check_text_parts(
+    parts, where: str, what: str = "a string or a list of text blocks", media: bool = False
+) -> None:
+    """Check text parts; with `media`, typed non-text parts (images, documents) pass too."""
     if isinstance(parts, str):
         return
     _check(isinstance(parts, list), where, f"must be {what}, not {type(parts).__name__}")
     for i, part in enumerate(parts):
         _check(isinstance(part, dict), f"{where}[{i}]", "must be an object")
+        if media and isinstance(part.get("type"), str) and part["type"] != "text":
+            continue  # an image, a document, an unknown part: rendered by its digest
         _check(
             part.get("type") == "text",
             f"{where}[{i}]",
@@ -201,12 +212,9 @@ def _check_anthropic(message, where: str) -> None:
         at = f"{where}.content[{j}]"
         _check(isinstance(block, dict), at, "must be an object")
         kind = block.get("type")
-        known = ("text", "tool_use", "tool_result", "thinking")
-        _check(
-            isinstance(kind, str) and kind in known,
-            at,
-            f"unknown block type {_shown(kind)} (labkit reads {', '.join(known)})",
-        )
+        _check(isinstance(kind, str), f"{at}.type", "missing or not a string")
+        if is_media_block(block):  # image, document, unknown type: rendered by its digest
+            continue
         _check(kind in _BLOCKS[role], at, f"a {kind} block does not belong in a {role} message")
         if kind == "text":
             _check(isinstance(block.get("text"), str), f"{at}.text", "missing or not a string")
@@ -215,7 +223,7 @@ def _check_anthropic(message, where: str) -> None:
                 _check(isinstance(block.get(key), typ), f"{at}.{key}", "missing or wrong type")
         elif kind == "tool_result":
             _check(isinstance(block.get("tool_use_id"), str), f"{at}.tool_use_id", "missing")
-            _check_text_parts(block.get("content", ""), f"{at}.content")
+            _check_text_parts(block.get("content", ""), f"{at}.content", media=True)
 
 
 def _check_openai(message, where: str) -> None:
@@ -227,7 +235,8 @@ def _check_openai(message, where: str) -> None:
         f"must be one of {', '.join(_OPENAI_ROLES)}, not {_shown(role)}",
     )
     if content is not None or role != "assistant":
-        _check_text_parts(content, f"{where}.content", "a string or a list of text parts")
+        media = role not in ("system", "developer")  # images etc. in user/assistant/tool turns
+        _check_text_parts(content, f"{where}.content", "a string or a list of parts", media=media)
     if role == "tool":
         _check(isinstance(message.get("tool_call_id"), str), f"{where}.tool_call_id", "missing")
     calls = message.get("tool_calls") or []

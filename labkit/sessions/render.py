@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit.sessions.blocks import block_placeholder, is_media_block
 from labkit.sessions.edits import HEADER_LINE, with_attribution
 from labkit.sessions.format import (
     SessionFormatError,
@@ -119,7 +120,10 @@ def _result(call_id: str, content: str, is_error: bool = False) -> str:
 def _parts_text(content) -> str:
     if isinstance(content, str) or content is None:
         return content or ""
-    return _SEP.join(part["text"] for part in content)
+    return _SEP.join(
+        part["text"] if part.get("type", "text") == "text" else block_placeholder(part)
+        for part in content
+    )
 
 
 def _anthropic_block(block: dict) -> str:
@@ -131,6 +135,8 @@ def _anthropic_block(block: dict) -> str:
     if kind == "tool_result":
         content = _parts_text(block.get("content"))
         return _result(block["tool_use_id"], content, bool(block.get("is_error")))
+    if is_media_block(block):  # an image, a document, an unknown type: its digest
+        return block_placeholder(block)
     return f"<thinking>{block.get('thinking', '')}</thinking>"
 
 
@@ -171,7 +177,8 @@ def _openai_chat(request: dict) -> list[tuple[str, _Builder]]:
             continue
         out = _Builder()
         for part in [{"text": content}] if isinstance(content, str) else content or []:
-            out.add(part["text"], "cache_control" in part, _SEP)
+            text = part["text"] if part.get("type", "text") == "text" else block_placeholder(part)
+            out.add(text, "cache_control" in part, _SEP)
         for call in message.get("tool_calls") or []:
             fn = call["function"]
             out.add(_call(call["id"], fn["name"], fn.get("arguments") or "{}"), sep=_SEP)
