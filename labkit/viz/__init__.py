@@ -1,5 +1,6 @@
 """Presentation: plotly figures (plain data in, a Figure out) and the ipywidgets built on them."""
 
+from labkit.viz.figures_approx import blend_quality_figure, shift_error_figure
 from labkit.viz.figures_breakage import (
     fit_line,
     header_on_off_figure,
@@ -25,11 +26,15 @@ from labkit.viz.figures_session import (
     replay_figure,
     turns_figure,
 )
+from labkit.viz.widgets_approx import blend_widget
 from labkit.viz.widgets_breakage import breakage_widget
 from labkit.viz.widgets_cache import prefix_reuse_explorer
 from labkit.viz.widgets_session import session_explorer
 
 __all__ = [
+    "blend_quality_figure",
+    "blend_widget",
+    "shift_error_figure",
     "bar_figure",
     "breakage_widget",
     "cumulative_figure",
