@@ -1,11 +1,32 @@
-"""Measurements on the model: prefix-reuse timing, K/V differences, stale caches, session replay."""
+"""Measurements on the model: prefix reuse, K/V differences, stale and approximate reuse, replay."""
 
+from labkit.experiments.approx import (
+    ShiftResult,
+    find_deletion,
+    lesson_conversation,
+    normalise_cch,
+    normalise_messages,
+    rerotate_keys,
+    same_length_reuse_error,
+    shift_experiment,
+    shifted_cache,
+    strip_attribution,
+)
 from labkit.experiments.bench import (
     decode_run,
     estimate_ttft_s,
     prefix_reuse_sweep,
     prompt_ids,
     system_prompt_text,
+)
+from labkit.experiments.blend import (
+    BlendPoint,
+    SweepRow,
+    blend_cache,
+    blend_cost,
+    blend_sweep,
+    kv_deviation,
+    sweep_rows,
 )
 from labkit.experiments.breakage import (
     chat_ids,
@@ -33,6 +54,23 @@ from labkit.experiments.replay import (
 from labkit.experiments.stale_cache import next_token_divergence, stale_cache_experiment
 
 __all__ = [
+    "ShiftResult",
+    "find_deletion",
+    "lesson_conversation",
+    "normalise_cch",
+    "normalise_messages",
+    "rerotate_keys",
+    "same_length_reuse_error",
+    "shift_experiment",
+    "shifted_cache",
+    "strip_attribution",
+    "BlendPoint",
+    "SweepRow",
+    "blend_cache",
+    "blend_cost",
+    "blend_sweep",
+    "kv_deviation",
+    "sweep_rows",
     "chat_ids",
     "consecutive_requests",
     "decode_run",

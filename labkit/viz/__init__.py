@@ -7,6 +7,7 @@ from labkit.viz.diagrams import (
     radix_tree_figure,
     slots_figure,
 )
+from labkit.viz.figures_approx import blend_quality_figure, shift_error_figure
 from labkit.viz.figures_breakage import (
     fit_line,
     header_on_off_figure,
@@ -33,11 +34,15 @@ from labkit.viz.figures_session import (
     replay_figure,
     turns_figure,
 )
+from labkit.viz.widgets_approx import blend_widget
 from labkit.viz.widgets_breakage import breakage_widget
 from labkit.viz.widgets_cache import prefix_reuse_explorer
 from labkit.viz.widgets_session import session_explorer
 
 __all__ = [
+    "blend_quality_figure",
+    "blend_widget",
+    "shift_error_figure",
     "bar_figure",
     "block_chain_figure",
     "breakage_widget",
