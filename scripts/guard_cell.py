@@ -85,7 +85,7 @@ def problems(nb) -> list[str]:
     if index is None:
         return ["no guard cell"]
     found = []
-    if index > 1 or any(c.cell_type == "code" for c in nb.cells[:index]):
+    if any(c.cell_type == "code" for c in nb.cells[:index]):
         found.append(f"the guard cell is cell {index}, not the first code cell")
     if nb.cells[index].source != SOURCE:
         found.append("the guard cell differs from scripts/guard_cell.py")

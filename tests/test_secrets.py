@@ -130,7 +130,7 @@ def request(api_key: str, turns: int) -> dict:
 SESSION = [request(API_KEY_1, 0), request(API_KEY_2, 1), request(API_KEY_2, 2)]
 BAD_FIELDS = [  # fields that fail validation, each holding a credential
     {"messages": [{"role": GITLAB, "content": "hi"}]},
-    {"messages": [{"role": "user", "content": [{"type": PLAIN_PASSWORD, "text": "x"}]}]},
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": {"k": PLAIN_PASSWORD}}]}]},
     {"messages": [{"role": "user", "content": "hi"}], "system": [{"type": HF, "text": "x"}]},
     {"messages": [{"role": "user", "content": "hi"}], "tools": [{"name": {"k": NPM}}]},
     {"messages": [{"role": "user", "content": "hi"}], "t_s": AWS_SECRET},

@@ -147,7 +147,7 @@ def test_cli_replies_cached_against_ignored(engine, smol_tok, capsys):
     assert computed["cached"] < computed["ignored"] - 13 * 20
     off = render_session(load_requests(path), smol_tok, attribution=False)
     assert results["cached"] == [
-        {"n_tokens": r.n_tokens, "cached": r.cached, "computed": r.computed}
+        {"n_tokens": r.n_tokens, "cached": r.cached, "computed": r.computed, "over_context": False}
         for r in simulate_session(off, engine, replies="cached")
     ]
     with pytest.raises(ValueError, match="cached, ignored"):
