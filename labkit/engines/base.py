@@ -14,6 +14,7 @@ __all__ = [
     "Tokens",
     "as_tokens",
     "common_prefix_len",
+    "kept_output",
     "token_bytes",
 ]
 
@@ -60,3 +61,12 @@ class Engine(Protocol):
     ) -> ServeResult: ...
 
     def reset(self) -> None: ...
+
+
+def kept_output(generated: Sequence[int]) -> Tokens:
+    """Return what an engine keeps of the tokens it generated: all but the last sampled one.
+
+    The last sampled token is never fed back through the model, so no engine holds its K/V
+    (see `labkit.engines.replies` for each engine's source).
+    """
+    return as_tokens(generated)[:-1] if len(generated) > 1 else ()

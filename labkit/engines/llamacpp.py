@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len
+from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len, kept_output
 
 
 class LlamaCppServer:
@@ -72,7 +72,7 @@ class LlamaCppServer:
     ) -> ServeResult:
         """Serve one prompt, then keep it and `generated[:-1]` in the slot; ignore the rest."""
         tokens = as_tokens(tokens)
-        kept = as_tokens(generated)[:-1] if len(generated) > 1 else ()
+        kept = kept_output(generated)
         slot, selected_by, update_cache = self._select_slot(tokens)
         n_restored = 0
         if update_cache and self.cache_ram:

@@ -24,7 +24,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len, token_bytes
+from labkit.engines.base import (
+    ServeResult,
+    Tokens,
+    as_tokens,
+    common_prefix_len,
+    kept_output,
+    token_bytes,
+)
 
 
 def block_hashes(tokens: Sequence[int], block_size: int) -> list[bytes]:
@@ -71,7 +78,7 @@ class VllmPrefixCache:
     ) -> ServeResult:
         """Serve one prompt and cache the full blocks of it and `generated[:-1]`."""
         tokens = as_tokens(tokens)
-        held = tokens + (as_tokens(generated)[:-1] if len(generated) > 1 else ())
+        held = tokens + kept_output(generated)
         n, size = len(tokens), self.block_size
         needed = -(-len(held) // size)
         if self.capacity_blocks is not None and needed > self.capacity_blocks:
@@ -142,7 +149,7 @@ class SGLangRadixCache:
     ) -> ServeResult:
         """Serve one prompt, then insert it and `generated[:-1]` into the tree."""
         tokens = as_tokens(tokens)
-        held = tokens + (as_tokens(generated)[:-1] if len(generated) > 1 else ())
+        held = tokens + kept_output(generated)
         n, page = len(tokens), self.page_size
         if self.capacity_tokens is not None and len(held) > self.capacity_tokens:
             raise ValueError(
