@@ -71,7 +71,8 @@ def model_identity(model) -> str:
     embeddings = getattr(model, "get_input_embeddings", lambda: None)()
     weight = embeddings.weight if embeddings is not None else next(model.parameters())
     weight = weight.detach().reshape(-1)
-    index = torch.linspace(0, weight.numel() - 1, 256, device=weight.device).long()
+    # Integer arithmetic: a float32 linspace rounds the last index of a large tensor past its end.
+    index = torch.arange(256, device=weight.device, dtype=torch.int64) * (weight.numel() - 1) // 255
     sample = weight[index]
     digest.update(str(sample.dtype).encode() + sample.float().cpu().numpy().tobytes())
     _IDENTITIES[model] = digest.hexdigest()[:16]

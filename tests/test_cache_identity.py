@@ -121,3 +121,12 @@ def test_an_unchecked_extend_of_a_stale_cache_still_works_for_lesson_3(model):
     crop_cache(cache, 4)
     logits, cache = extend(model, cache, ids(1, 2))  # positions 4, 5 after the kept 4 tokens
     assert logits.shape[1] == 2 and cache_token_ids(cache).tolist() == [5, 17, 42, 99, 1, 2]
+
+
+def test_identity_of_a_model_whose_embedding_is_too_large_for_float32_indexing():
+    """The default model's embedding has 28,311,552 entries: a float32 index rounds past the end."""
+    model = torch.nn.Embedding(49152, 576)  # SmolLM2-135M's embedding shape
+    wrapper = torch.nn.Module()
+    wrapper.get_input_embeddings = lambda: model
+    wrapper.config = None
+    assert len(model_identity(wrapper)) == 16
