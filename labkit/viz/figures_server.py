@@ -10,7 +10,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-RUN_COLORS = ("#E69F00", "#0072B2", "#009E73", "#CC79A7")  # orange, blue, green, purple
+from labkit.viz.palette import OKABE_ITO
+
+RUN_COLORS = tuple(OKABE_ITO[c] for c in ("orange", "blue", "bluish_green", "reddish_purple"))
 RUN_SYMBOLS = ("circle", "square", "diamond", "triangle-up")
 
 
@@ -35,42 +37,26 @@ def server_turns_figure(
     for i, (label, rows) in enumerate(runs.items()):
         color, symbol = RUN_COLORS[i % len(RUN_COLORS)], RUN_SYMBOLS[i % len(RUN_SYMBOLS)]
         turns = [r["turn"] for r in rows]
-        fig.add_trace(
-            go.Scatter(
-                x=turns,
-                y=[r["cached"] for r in rows],
-                name=f"{label}: server cache_n",
-                mode="lines+markers",
-                line={"color": color},
-                marker={"symbol": symbol, "size": 9, "color": color},
-            ),
-            row=1,
-            col=1,
+        # (row key, legend name, panel, dash, marker): the server solid and filled, the model
+        # dashed and open, so the two read apart without colour.
+        series = (
+            ("cached", "server cache_n", 1, "solid", (symbol, 9)),
+            ("predicted_cached", "model prediction", 1, "dash", (f"{symbol}-open", 14)),
+            ("prompt_ms", "server prompt_ms", 2, "solid", (symbol, 9)),
         )
-        fig.add_trace(
-            go.Scatter(
-                x=turns,
-                y=[r["predicted_cached"] for r in rows],
-                name=f"{label}: model prediction",
-                mode="lines+markers",
-                line={"color": color, "dash": "dash"},
-                marker={"symbol": f"{symbol}-open", "size": 14, "color": color},
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=turns,
-                y=[r["prompt_ms"] for r in rows],
-                name=f"{label}: server prompt_ms",
-                mode="lines+markers",
-                line={"color": color},
-                marker={"symbol": symbol, "size": 9, "color": color},
-            ),
-            row=2,
-            col=1,
-        )
+        for key, name, row, dash, (marker, size) in series:
+            fig.add_trace(
+                go.Scatter(
+                    x=turns,
+                    y=[r[key] for r in rows],
+                    name=f"{label}: {name}",
+                    mode="lines+markers",
+                    line={"color": color, "dash": dash},
+                    marker={"symbol": marker, "size": size, "color": color},
+                ),
+                row=row,
+                col=1,
+            )
     fig.update_yaxes(title_text="tokens", row=1, col=1)
     fig.update_yaxes(title_text="ms", row=2, col=1)
     fig.update_xaxes(title_text="request (turn)", row=2, col=1)
