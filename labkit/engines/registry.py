@@ -26,36 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from labkit.engines.base import (
-    Engine,
-    ServeResult,
-    Tokens,
-    as_tokens,
-    common_prefix_len,
-    token_bytes,
-)
+from labkit.engines.base import Engine, ServeResult
 from labkit.engines.hosted_api import AnthropicAPI
 from labkit.engines.llamacpp import LlamaCppServer
-from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache, block_hashes
+from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache
 
 ENGINE_NAMES = ("llamacpp", "vllm", "sglang", "anthropic")
-__all__ = [
-    "ENGINE_NAMES",
-    "AnthropicAPI",
-    "Engine",
-    "LlamaCppServer",
-    "SGLangRadixCache",
-    "ServeResult",
-    "Tokens",
-    "VllmPrefixCache",
-    "as_tokens",
-    "block_hashes",
-    "common_prefix_len",
-    "make_engine",
-    "request_fields",
-    "simulate",
-    "token_bytes",
-]
+__all__ = ["ENGINE_NAMES", "make_engine", "request_fields", "simulate"]
 
 
 def make_engine(name: str, **options: Any) -> Engine:
