@@ -34,6 +34,7 @@ __all__ = [
     "cumulative",
     "engine_options",
     "format_table",
+    "header_end",
     "hit_rate",
     "render_variant",
     "simulate_session",
@@ -126,17 +127,32 @@ def simulate_session(
     return simulate(make_engine(engine, **options), requests, generated=generated)
 
 
-def turn_rows(rendered: Sequence, results: Sequence[ServeResult]) -> list[dict]:
+def header_end(request, engine: str | None = None) -> int | None:
+    """Return the token index where the attribution line ends, in the order `engine` is served.
+
+    The "anthropic" engine is served the API's order (tools -> system -> messages, `api_view`),
+    where the line sits after the tools; the other engines the chat template's order. None when
+    the request has no attribution line.
+    """
+    api_order = engine == "anthropic" and getattr(request, "api_tokens", None) is not None
+    span = getattr(request, "api_header_span" if api_order else "header_span", None)
+    return span[1] if span else None
+
+
+def turn_rows(
+    rendered: Sequence, results: Sequence[ServeResult], *, engine: str | None = None
+) -> list[dict]:
     """Return one row per request: turn, n_tokens, cached, computed, header_end, engine detail.
 
-    `header_end` is the token index where the attribution line ends (None without one);
-    llama.cpp's rows add its own names `cache_n` and `prompt_n`.
+    `header_end` is the token index where the attribution line ends (None without one), in the
+    order the engine that served `results` saw the request (`header_end`); llama.cpp's rows add
+    its own names `cache_n` and `prompt_n`.
     """
     rows = []
     for turn, (request, result) in enumerate(zip(rendered, results, strict=True)):
-        span = getattr(request, "header_span", None)
+        end = header_end(request, engine)
         row = {"turn": turn, "n_tokens": result.n_tokens, "cached": result.cached}
-        row |= {"computed": result.computed, "header_end": span[1] if span else None}
+        row |= {"computed": result.computed, "header_end": end}
         row |= {k: result.detail[k] for k in ("cache_n", "prompt_n") if k in result.detail}
         rows.append(row)
     return rows
@@ -155,7 +171,7 @@ def compare_engines(
         for engine in engines:
             engine_options = (options or {}).get(engine, {})
             results = simulate_session(rendered, engine, replies=replies, **engine_options)
-            for row in turn_rows(rendered, results):
+            for row in turn_rows(rendered, results, engine=engine):
                 rows.append({"label": label, "engine": engine, **row})
     return rows
 
@@ -231,7 +247,7 @@ def _cmd_simulate(args) -> int:
     print(
         redact(f"{path.name} on {args.engine} (attribution {attribution}, replies {args.replies})")
     )
-    print(format_table(turn_rows(rendered, results)))
+    print(format_table(turn_rows(rendered, results, engine=args.engine)))
     print(f"hit rate after the first request: {hit_rate(results):.1%}")
     print(f"model: {SIMPLIFICATIONS[args.engine]}")
     return 0

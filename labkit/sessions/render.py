@@ -72,6 +72,7 @@ class RenderedRequest:
     # when that order is the template's own (no tools, or not an Anthropic request).
     api_tokens: list[int] | None = field(default=None, repr=False)
     api_breakpoints: list[int] | None = None
+    api_header_span: tuple[int, int] | None = None  # the attribution line within api_tokens
     n_tokens: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -246,28 +247,33 @@ def render_request(request: dict, tokenizer) -> RenderedRequest:
         roles = [role for role, _ in chat]
     tokens, to_token = _tokenize(tokenizer, text)
     header = HEADER_LINE.search(text)
-    api_tokens = api_breakpoints = None
+    api_tokens = api_breakpoints = api_header = None
     if shape == "anthropic" and request.get("tools"):
         api_text, api_marks, _, _ = _render_chat(tokenizer, _anthropic_chat(request, True))
         api_tokens, api_to_token = _tokenize(tokenizer, api_text)
         api_breakpoints = [api_to_token(mark) for mark in api_marks]
+        api_header = _line_span(HEADER_LINE.search(api_text), api_to_token)
     return RenderedRequest(
         text=text,
         tokens=tokens,
         breakpoints=[to_token(mark) for mark in marks],
         shape=shape,
         system_span=(to_token(system[0]), to_token(system[1])) if system else None,
-        header_span=(
-            (to_token(header.start()), to_token(header.start() + len(header[0].rstrip("\n"))))
-            if header
-            else None
-        ),
+        header_span=_line_span(header, to_token),
         t_s=t_s,
         roles=roles,
         message_spans=[(to_token(a), to_token(b)) if a is not None else None for a, b in spans],
         api_tokens=api_tokens,
         api_breakpoints=api_breakpoints,
+        api_header_span=api_header,
     )
+
+
+def _line_span(match, to_token) -> tuple[int, int] | None:
+    """Return the token span of a matched line, without its newline (None without a match)."""
+    if match is None:
+        return None
+    return to_token(match.start()), to_token(match.start() + len(match[0].rstrip("\n")))
 
 
 def _render_chat(tokenizer, chat: list[tuple[str, _Builder]]):
