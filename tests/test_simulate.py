@@ -406,12 +406,12 @@ def test_rows_rates_figure_and_widget(tiny_tok):
     table = compare_engines({"on": rendered["s"]["header on"]}, engines=("vllm", "llamacpp"))
     assert len(turns_figure(table).data) == 2 * 3  # cached, computed, header ends per engine
     widget = session_explorer(rendered)
-    assert "hit rate" in widget.children[2].value
+    summary = widget.children[3]
+    assert "hit rate" in summary.value
     engine, (_, capacity) = widget.children[0].children[2], widget.children[1].children
     longest = max(r.n_tokens for r in rendered["s"]["header off"])
     assert longest > capacity.step  # a pool of one step cannot hold a whole prompt
     engine.value, capacity.value = "vllm", capacity.step
-    summary = widget.children[2].value
-    assert "Cannot show this setting" in summary and "capacity_blocks" not in summary
+    assert "Cannot show this setting" in summary.value and "capacity_blocks" not in summary.value
     capacity.value = 0  # unbounded again: the figure and the hit rate come back
-    assert "hit rate" in widget.children[2].value
+    assert "hit rate" in summary.value

@@ -41,14 +41,16 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
     `rows` come from `labkit.engines.session_sim.compare_engines` (keys label, engine, turn, cached,
     computed, header_end); where a row has a header_end a thick black bar marks it. Cached bars
     are plain blue, computed bars hatched vermillion: they differ by pattern as well as colour.
+    Several panels are titled "engine, label"; a single panel has only `title`, which names it.
     """
     labels, engines = _unique(r["label"] for r in rows), _unique(r["engine"] for r in rows)
+    panels = [f"{engine}, {label}" for label in labels for engine in engines]
     fig = make_subplots(
         rows=len(labels),
         cols=len(engines),
         shared_xaxes=True,
         shared_yaxes=True,
-        subplot_titles=[f"{engine}, {label}" for label in labels for engine in engines],
+        subplot_titles=panels if len(panels) > 1 else None,  # one panel: the title names it
         vertical_spacing=0.12 if len(labels) > 1 else 0.1,
         horizontal_spacing=0.03,
     )

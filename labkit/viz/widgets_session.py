@@ -13,15 +13,21 @@ from labkit.viz.figures_session import turns_figure
 from labkit.viz.palette import ERROR
 
 BLOCK_SIZES = (1, 4, 8, 16, 32, 64, 128)
+# The replies toggle: what a learner reads, and the `replies=` value of `simulate_session`.
+REPLY_CHOICES = (
+    ("cached replies (best case)", "cached"),
+    ("prompts only (lower bound)", "ignored"),
+)
+_REPLY_WORDS = {value: label for label, value in REPLY_CHOICES}
 
 
-def run_summary(results, engine: str) -> str:
+def run_summary(results, engine: str, replies: str = "cached") -> str:
     """Return one HTML line: tokens prefilled, tokens reused and the hit rate after request 0."""
     computed = sum(r.computed for r in results)
     total = sum(r.n_tokens for r in results)
     return (
-        f"<b>{html.escape(engine)}</b>: {computed:,} of {total:,} prompt tokens prefilled; "
-        f"hit rate after the first request <b>{hit_rate(results):.1%}</b>"
+        f"<b>{html.escape(engine)}</b>, {_REPLY_WORDS[replies]}: {computed:,} of {total:,} "
+        f"prompt tokens prefilled; hit rate after the first request <b>{hit_rate(results):.1%}</b>"
     )
 
 
@@ -52,11 +58,14 @@ def capacity_problem(engine: str, capacity: int, block: int, longest: int) -> st
 
 
 def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 16) -> widgets.VBox:
-    """Return a widget: pick session, variant, engine, block size and capacity; the figure follows.
+    """Return a widget: pick session, variant, engine, replies, block size and capacity.
 
     `rendered[session][variant]` is a session already rendered (tokenized once, e.g. with
     `labkit.engines.session_sim.render_variant`); a change only re-runs the cheap engine simulation.
-    Block size applies to vLLM (block) and SGLang (page); capacity 0 means unbounded.
+    Replies: "cached replies" lets the engine keep the reply it generated (the best case),
+    "prompts only" caches prompts alone (the lower bound). Block size applies to vLLM (block) and
+    SGLang (page); capacity 0 means unbounded. A setting the engine cannot serve replaces the
+    figure with a message, so no figure of an earlier setting stays on screen.
     """
     sessions = list(rendered)
     longest = max(
@@ -68,6 +77,16 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
         options=list(rendered[sessions[0]]), description="variant", style=style
     )
     engine = widgets.Dropdown(options=ENGINE_NAMES, description="engine", style=style)
+    replies = widgets.ToggleButtons(
+        options=REPLY_CHOICES,
+        value="cached",
+        description="replies",
+        tooltips=[
+            "the engine keeps the reply it generated; the next request reuses it",
+            "the engine caches prompts only",
+        ],
+        style={**style, "button_width": "190px"},
+    )
     block = widgets.Dropdown(
         options=BLOCK_SIZES, value=block_size, description="block size", style=style
     )
@@ -89,7 +108,7 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
         summary.value = message
         display(widgets.HTML(message))
 
-    def update(session, variant, engine, block, capacity) -> None:
+    def update(session, variant, engine, replies, block, capacity) -> None:
         runs = rendered[session][variant]
         block = block if engine in ("vllm", "sglang") else None
         problem = capacity_problem(engine, capacity, block or 1, max(r.n_tokens for r in runs))
@@ -102,22 +121,31 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
                 block_size=block,
                 capacity_tokens=capacity if capacity and engine != "anthropic" else None,
             )
-            results = simulate_session(runs, engine, **options)
+            results = simulate_session(runs, engine, replies=replies, **options)
         except ValueError as err:  # anything capacity_problem does not foresee
             show_problem(f"The engine model refused it: {err}")
             return
-        summary.value = run_summary(results, engine)
-        rows = [{"label": variant, "engine": engine, **row} for row in turn_rows(runs, results)]
-        display(turns_figure(rows, title=f"{session}: {engine}, {variant}"))
+        summary.value = run_summary(results, engine, replies)
+        rows = turn_rows(runs, results, engine=engine)
+        rows = [{"label": variant, "engine": engine, **row} for row in rows]
+        title = f"{session}: {engine}, {variant}, {_REPLY_WORDS[replies]}"
+        display(turns_figure(rows, title=title))
 
     controls = {
         "session": session,
         "variant": variant,
         "engine": engine,
+        "replies": replies,
         "block": block,
         "capacity": capacity,
     }
     output = widgets.interactive_output(update, controls)
     return widgets.VBox(
-        [widgets.HBox([session, variant, engine]), widgets.HBox([block, capacity]), summary, output]
+        [
+            widgets.HBox([session, variant, engine]),
+            widgets.HBox([block, capacity]),
+            replies,
+            summary,
+            output,
+        ]
     )
