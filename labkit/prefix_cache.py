@@ -8,16 +8,14 @@ from typing import Any
 
 import torch
 
-from labkit.cache import (
+from labkit.cache import copy_cache, extend, prefill
+from labkit.cache_info import (
     as_token_ids,
     cache_bytes,
     check_cache_holds,
     check_prefix,
     check_same_model,
     common_prefix_len,
-    copy_cache,
-    extend,
-    prefill,
 )
 
 
