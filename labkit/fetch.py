@@ -19,7 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from labkit.models import (
+from labkit.model_files import (
     DEFAULT_MODEL,
     MANIFEST,
     default_model_dir,

@@ -2,30 +2,37 @@
 
 Every transformers load passes `trust_remote_code=False`: a folder whose config names its own
 Python code (`auto_map`) is refused, never run, and never prompts "run the custom code? [y/N]".
-The default model's folder carries a manifest (`labkit-manifest.json`: bytes and sha256 of each
-file, written by `labkit fetch`); every load checks the sizes and the safetensors header against
-the file, `verify_model_dir(hashes=True)` (`labkit info --verify`) also the hashes.
+Every load of the default model first checks its files against their manifest
+(`labkit.model_files.verify_model_dir`: sizes and safetensors headers).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 
 import torch
 
 from labkit.device import default_dtype, pick_device
 
+# Re-exported: the default model's folder and its checks (labkit.model_files), imported from here.
+from labkit.model_files import (  # noqa: F401
+    CACHE_ENV,
+    DEFAULT_MODEL,
+    MANIFEST,
+    cache_dir,
+    default_model_dir,
+    default_model_ready,
+    sha256_file,
+    verify_model_dir,
+    write_manifest,
+)
+
 MODEL_ENV = "LABKIT_MODEL"
-CACHE_ENV = "LABKIT_CACHE"
-DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 TINY_RANDOM = "tiny-random"
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "default", "smollm2-135m-instruct"}
-MANIFEST = "labkit-manifest.json"
 TINY_CONTEXT_TOKENS = 4096  # tiny-random's max_position_embeddings
 
 # The same ChatML template SmolLM2-Instruct ships, so tiny-random renders chats like the real model.
@@ -45,91 +52,6 @@ class ModelNotAvailableError(RuntimeError):
 
 class ModelIntegrityError(ModelNotAvailableError):
     """The default model's files are truncated, changed or incomplete."""
-
-
-def cache_dir() -> Path:
-    """Return labkit's cache folder: $LABKIT_CACHE, else ~/.cache/labkit."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "labkit").expanduser()
-
-
-def default_model_dir() -> Path:
-    """Return the folder the default model is converted into by `labkit fetch`."""
-    return cache_dir() / "models" / DEFAULT_MODEL
-
-
-def default_model_ready() -> bool:
-    """Return True when the default model is fetched, converted and passes the size checks."""
-    folder = default_model_dir()
-    if not ((folder / "model.safetensors").is_file() and (folder / "labkit-source.json").is_file()):
-        return False
-    return not verify_model_dir(folder)
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> dict:
-    """Write `labkit-manifest.json` in a model folder: bytes and sha256 of every other file."""
-    folder = Path(folder)
-    files = {
-        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
-    manifest = {"files": files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """Return what is wrong with a safetensors file's header and size, None if they agree."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                return f"{path.name}: header longer than the file"
-            header = json.loads(f.read(header_len))
-        end = max(
-            (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
-            default=0,
-        )
-    except (struct.error, ValueError, KeyError, TypeError, IndexError):
-        return f"{path.name}: not a readable safetensors file"
-    if 8 + header_len + end != size:
-        return f"{path.name}: {size:,} bytes, its header says {8 + header_len + end:,}"
-    return None
-
-
-def verify_model_dir(folder: Path, *, hashes: bool = False) -> list[str]:
-    """Return the problems of a model folder (empty when it is whole): every file its manifest
-    lists must exist with its size (and its sha256 with hashes=True); safetensors files must
-    match their own headers. A folder without a manifest (fetched by an older labkit) is checked
-    by its headers only."""
-    folder = Path(folder)
-    problems = [p for f in sorted(folder.glob("*.safetensors")) if (p := _safetensors_problem(f))]
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        return problems + (["no manifest (run `labkit fetch` to add one)"] if hashes else [])
-    try:
-        files = json.loads(manifest_path.read_text())["files"]
-    except (ValueError, KeyError, TypeError):
-        return problems + [f"{MANIFEST}: unreadable"]
-    for name, entry in files.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif path.stat().st_size != entry["bytes"]:
-            problems.append(f"{name}: {path.stat().st_size:,} bytes, expected {entry['bytes']:,}")
-        elif hashes and sha256_file(path) != entry["sha256"]:
-            problems.append(f"{name}: sha256 differs from the manifest (the file changed)")
-    return problems
 
 
 def _check_default_model() -> Path:
