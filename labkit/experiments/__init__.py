@@ -19,15 +19,8 @@ from labkit.experiments.bench import (
     prompt_ids,
     system_prompt_text,
 )
-from labkit.experiments.blend import (
-    BlendPoint,
-    SweepRow,
-    blend_cache,
-    blend_cost,
-    blend_sweep,
-    kv_deviation,
-    sweep_rows,
-)
+from labkit.experiments.blend import blend_cache, blend_cost, kv_deviation
+from labkit.experiments.blend_quality import BlendPoint, SweepRow, blend_sweep, sweep_rows
 from labkit.experiments.breakage import (
     chat_ids,
     consecutive_requests,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from labkit.experiments.blend import SweepRow
+from labkit.experiments.blend_quality import SweepRow
 from labkit.viz.figures_approx import blend_quality_figure
 from labkit.viz.widgets_breakage import figure_output
 
@@ -25,8 +25,8 @@ def blend_widget(
 ) -> widgets.VBox:
     """Return a widget: pick a case and f; the quality curves mark f, a line says what it saves.
 
-    Everything shown comes from `rows_by_case` (labkit.experiments.blend.sweep_rows per case):
-    nothing runs the model when a control moves.
+    Everything shown comes from `rows_by_case` (`labkit.experiments.blend_quality.sweep_rows`
+    per case): nothing runs the model when a control moves.
     """
     cases = list(rows_by_case)
     case = widgets.Dropdown(options=cases, value=cases[0], description="case")
