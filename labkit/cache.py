@@ -1,12 +1,13 @@
-"""Prefill, extend, copy, crop, measure and check transformers' own KV cache (`past_key_values`).
+"""Prefill, extend, copy and crop transformers' own KV cache (`past_key_values`); generate with it.
 
 Every function works on the cache objects transformers creates (`DynamicCache`): one layer per
 model layer, each holding `keys` and `values` of shape (batch, num_kv_heads, seq_len, head_dim).
 
-A cache made or grown here also records what it was computed from (its token ids and model:
-`labkit.cache_info`), so `extend` refuses another model's cache and `extend_checked` (and
-`labkit.prefix_cache.PrefixCache`) compare the tokens themselves, not a length. The names of
-`labkit.cache_info` are importable from here too.
+A cache made or grown here also records what it was computed from (its token ids and model), so
+`extend` refuses another model's cache and `extend_checked` (and `labkit.prefix_cache.PrefixCache`)
+compare the tokens themselves, not a length. What inspects a cache without running the model
+(token ids, model identity, the checks, sizes in bytes) lives in `labkit.cache_info`; its names
+are importable from here too.
 """
 
 from __future__ import annotations
