@@ -85,7 +85,7 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
             "the engine keeps the reply it generated; the next request reuses it",
             "the engine caches prompts only",
         ],
-        style={**style, "button_width": "190px"},
+        style={**style, "button_width": "230px"},  # the whole label, never cut
     )
     block = widgets.Dropdown(
         options=BLOCK_SIZES, value=block_size, description="block size", style=style
