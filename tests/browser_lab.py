@@ -36,8 +36,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(root: Path, log: Path, timeout_s: float = 120.0):
+def start_lab(root: Path, log: Path, timeout_s: float = 120.0, *, small: bool = True):
     """Start JupyterLab on 127.0.0.1 serving root; return (process, base_url, token).
+
+    Its kernels run the lessons in small mode (LABKIT_SMALL=1), or in full mode with small=False
+    (LABKIT_SMALL=0, as `make lab` gives a learner): the kernel inherits the server's environment.
 
     The kernel is this Python's (the project's .venv): Jupyter's data and settings folders are
     fresh ones under root, so no user-level kernel or setting can stand in. Every cell is attached
@@ -53,7 +56,7 @@ def start_lab(root: Path, log: Path, timeout_s: float = 120.0):
     token, port = secrets.token_hex(16), free_port()
     env = {
         **os.environ,
-        "LABKIT_SMALL": "1",
+        "LABKIT_SMALL": "1" if small else "0",
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(root / ".lab-workspaces"),
         "JUPYTER_DATA_DIR": str(root / ".jupyter-data"),

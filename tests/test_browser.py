@@ -1,4 +1,5 @@
-"""Every notebook in a real browser: JupyterLab and headless Chromium, in small mode.
+"""Every notebook in a real browser: JupyterLab and headless Chromium, in small mode; lesson 04
+in full mode too (LABKIT_SMALL=0, what `make lab` gives a learner), with the same checks.
 
 One JupyterLab server on 127.0.0.1 (this project's Python as the kernel) serves copies of the
 lessons (so nothing is saved into notebooks/); Debian's `chromium`, driven by playwright through
@@ -6,7 +7,10 @@ its executable path, opens each one, runs all cells and checks what a learner wo
 error; every ipywidget drawn (no "Error displaying widget", "Loading widget…", "Model not
 found"); every plotly figure drawn with its traces; and, in a notebook with a widget, that one
 real interaction (pick a dropdown value, or move a slider with the keyboard) changes the widget's
-output within 1 second. A screenshot of each notebook goes to build/browser-screenshots/.
+output within 1 second. A screenshot of each notebook goes to build/browser-screenshots/
+(`NAME-full.png` for a full-mode run). The full-mode notebooks run on a second JupyterLab whose
+kernels inherit LABKIT_SMALL=0, after the small-mode ones; lesson 04 takes about 5 minutes there
+on 2 idle cores.
 
 `make browser` installs what it needs (`apt-get install chromium`, `pip install playwright`);
 `playwright install` (a browser download) is never run. LABKIT_CHROMIUM names another Chromium
@@ -40,8 +44,9 @@ import labkit
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+FULL_MODE = [REPO / "notebooks" / "04_agent_session.ipynb"]  # also run as a learner runs them
 SCREENSHOTS = REPO / "build" / "browser-screenshots"
-RUN_TIMEOUT_S = 1800  # one notebook, all cells, small mode, on 2 cores shared with other jobs
+RUN_TIMEOUT_S = 1800  # one notebook, all cells (small mode, or 04 in full), 2 shared cores
 INTERACTION_LIMIT_S = 1.0
 ATTEMPTS = 3  # interactions per widget; the fastest must change the output within the limit
 
@@ -56,13 +61,12 @@ def chromium_path() -> str | None:
     return next((p for p in map(shutil.which, names) if p), None)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """Serve copies of the notebooks from one JupyterLab; yield (base_url, token)."""
-    root = tmp_path_factory.mktemp("lab")
-    for notebook in NOTEBOOKS:
+def serve(tmp_path_factory, notebooks: list[Path], *, small: bool):
+    """Serve copies of the notebooks from one JupyterLab; yield (base_url, token), then stop it."""
+    root = tmp_path_factory.mktemp("lab" if small else "lab-full")
+    for notebook in notebooks:
         shutil.copy(notebook, root / notebook.name)
-    process, base, token = start_lab(root, log=root / "jupyterlab.log")
+    process, base, token = start_lab(root, log=root / "jupyterlab.log", small=small)
     yield base, token
     process.terminate()
     try:
@@ -72,8 +76,20 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    """Yield one headless Chromium page with JupyterLab loaded."""
+def lab(tmp_path_factory):
+    """A JupyterLab whose kernels run the lessons in small mode: (base_url, token)."""
+    yield from serve(tmp_path_factory, NOTEBOOKS, small=True)
+
+
+@pytest.fixture(scope="module")
+def full_lab(tmp_path_factory):
+    """A JupyterLab whose kernels run the lessons in full mode (LABKIT_SMALL=0)."""
+    yield from serve(tmp_path_factory, FULL_MODE, small=False)
+
+
+@pytest.fixture(scope="module")
+def page():
+    """Yield one headless Chromium page; `open_lab` points it at a JupyterLab."""
     executable = chromium_path()
     if executable is None:
         pytest.skip(
@@ -83,15 +99,20 @@ def page(lab):
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="needs playwright: `make browser` (pip install playwright)"
     )
-    base, token = lab
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
-        page.goto(f"{base}/lab?reset&token={token}")
-        page.wait_for_function("window.jupyterapp !== undefined", timeout=120_000)
         yield page
         browser.close()
+
+
+def open_lab(page, lab) -> None:
+    """Load JupyterLab from the server `lab` (base_url, token), unless the page shows it already."""
+    base, token = lab
+    if not page.url.startswith(base + "/"):
+        page.goto(f"{base}/lab?reset&token={token}")
+        page.wait_for_function("window.jupyterapp !== undefined", timeout=120_000)
 
 
 def run_all(page, name: str) -> tuple[list[dict], float]:
@@ -144,6 +165,26 @@ def test_every_notebook_is_found():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_in_browser(page, lab, notebook):
+    open_lab(page, lab)
+    code = check_notebook(page, notebook, shot=SCREENSHOTS / f"{notebook.stem}.png")
+    assert "small mode: False" not in "".join(o["text"] for c in code for o in c["outputs"])
+
+
+@pytest.mark.parametrize("notebook", FULL_MODE, ids=[p.stem for p in FULL_MODE])
+def test_notebook_in_browser_full_mode(page, full_lab, notebook):
+    open_lab(page, full_lab)
+    code = check_notebook(page, notebook, shot=SCREENSHOTS / f"{notebook.stem}-full.png")
+    # The kernel ran the full lesson: its setup cell says so (lesson 04 prints its mode).
+    printed = "".join(o["text"] for c in code for o in c["outputs"])
+    assert "small mode: False" in printed, f"{notebook.name} did not run in full mode"
+
+
+def check_notebook(page, notebook: Path, *, shot: Path) -> list[dict]:
+    """Run a notebook in the page's JupyterLab and check what a learner sees; return its code cells.
+
+    No cell error and every cell run; every widget and figure drawn; in a notebook with a widget,
+    one interaction changes its output within INTERACTION_LIMIT_S; a screenshot saved to `shot`.
+    """
     cells, run_s = run_all(page, notebook.name)
     print(f"{notebook.name}: all cells ran in {run_s:.1f} s in the browser")
     code = [c for c in cells if c["code"]]
@@ -174,8 +215,7 @@ def test_notebook_in_browser(page, lab, notebook):
     empty = [p for p in shown["plots"] if p["traces"] == 0 or p["drawn"] < p["traces"]]
     assert not empty, f"{notebook.name}: figures without their traces drawn: {empty}"
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SCREENSHOTS / f"{notebook.stem}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
     # Widgets without a control (a tqdm progress bar) need no interaction; one with a dropdown
     # or a slider gets one.
     control = page.evaluate(TARGET_JS) if widget_outputs else None
@@ -194,12 +234,14 @@ def test_notebook_in_browser(page, lab, notebook):
         page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
     page.screenshot(path=shot)
     assert shot.stat().st_size > 10_000, f"{shot} is nearly empty"
+    return code
 
 
 @pytest.fixture(autouse=True)
 def _one_kernel_at_a_time(request):
     """Shut the notebook's kernel down after its test, so one model is in memory at a time."""
     yield
-    if "lab" in request.fixturenames:
-        base, token = request.getfixturevalue("lab")
-        shutdown_kernels(base, token)
+    for name in ("lab", "full_lab"):
+        if name in request.fixturenames:
+            base, token = request.getfixturevalue(name)
+            shutdown_kernels(base, token)
