@@ -39,7 +39,7 @@ from labkit.sessions.render import (
     validate_request,
     with_attribution,
 )
-from labkit.tokens import common_prefix_len
+from labkit.tokens import MemoTokenizer, common_prefix_len
 
 __all__ = [
     "SCHEMA",
@@ -236,7 +236,8 @@ def lint_requests(
         requests = [with_attribution(r, on, rng=rng) for r in requests]
         label = "on" if on else "off"
     lines = lines or [None] * len(requests)
-    rendered = [render_request(r, tokenizer) for r in requests]
+    tokenizer = MemoTokenizer(tokenizer)  # a long text's repeated lines are tokenized once
+    rendered = [render_request(r, tokenizer, api_order=False) for r in requests]
     rows = []
     keys = [conversation_key(r) for r in requests]
     for k, cur in enumerate(rendered):
