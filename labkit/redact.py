@@ -40,13 +40,15 @@ _NAME_PREFIX = r"(?:[A-Za-z0-9]+[-_])*"  # DB_PASSWORD, OPENAI_API_KEY, my-secre
 # "name": , name= , name:\n (also a JSON-escaped \n, when the text is a JSON dump)
 _NAME_END = r"[\"']?\s*[:=](?:\s|\\[nrt])*(?:(?:Bearer|Basic|Token)\s+)?"
 _QUOTED_OR_BARE = r"(?:(?<=\")[^\"\n]+(?=\")|(?<=')[^'\n]+(?=')|(?<![\"'])[^\s\"'&,;<>)}\]\\]{4,})"
-_RANDOMISH = r"(?=[^\s\"'&,;<>)}\]\\]*\d)[^\s\"'&,;<>)}\]\\]{8,}"  # 8+ characters, one a digit
+# 8+ characters, a digit in the first 256 (bounded, so a long run without one is linear to scan)
+_RANDOMISH = r"(?=[^\s\"'&,;<>)}\]\\]{0,255}\d)[^\s\"'&,;<>)}\]\\]{8,}"
 # a vendor prefix stays readable, as the vendor patterns keep it: ANTHROPIC_API_KEY=sk-[REDACTED]
 _VENDOR_PREFIX = (
     r"(?:sk-(?:ant-|proj-|svcacct-)?|(?:sk|rk|pk)_(?:live|test)_|AKIA|ASIA|gh[pousr]_|glpat-"
     r"|AIza|npm_|hf_|xox[abprs]-)"
 )
-_NOT_DONE = r"(?![^\s\"'\[]*\[REDACTED\]|(?:Bearer|Basic|Token)\s)"  # not twice, not a scheme
+# not twice (bounded look-ahead: linear on long runs), not a scheme
+_NOT_DONE = r"(?![^\s\"'\[]{0,256}\[REDACTED\]|(?:Bearer|Basic|Token)\s)"
 
 # Each pattern's group "keep" (if any) is kept; the rest of the match is replaced.
 _PATTERNS = [
@@ -67,7 +69,7 @@ _PATTERNS = [
     re.compile(r"(?P<keep>\bnpm_)[A-Za-z0-9]{20,}"),  # npm tokens
     re.compile(r"(?P<keep>\bhf_)[A-Za-z0-9]{20,}"),  # Hugging Face tokens
     re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?"),  # JWTs
-    re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@\"'<>]+(?=@)"),  # user:pass@
+    re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s/?#@\"'<>]+(?=@)"),  # user:pass@
     re.compile(r"(?P<keep>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE),
     # name: value, name=value, "name": "value", ?name=value&... (headers, JSON, URLs, configs)
     re.compile(

@@ -14,7 +14,7 @@ from labkit.sessions import load_requests
 needs_tokenizer = pytest.mark.skipif(
     not default_model_ready(), reason="the default tokenizer needs `labkit fetch`"
 )
-LESSONS = ("00", "01", "02", "03", "04", "05")
+LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07")
 
 
 def _session(name):
@@ -79,6 +79,10 @@ ANSWERS = {
     "04.5": ("a", "c"),
     "05.1": ("a", "b"),
     "05.5": ("a", "c"),
+    "06.2": ("a", "b"),
+    "06.4": ("a", "b"),
+    "07.2": ("a", "b"),
+    "07.3": ("a", "c"),
 }
 TOKENIZER_ANSWERS = {  # right answers computed here the way a learner would
     "02.1": (lambda: _reuse_question_first(), 0),
@@ -91,6 +95,14 @@ TOKENIZER_ANSWERS = {  # right answers computed here the way a learner would
     "05.3": (sorted_tools_losses, [6]),
     "05.4": (git_status_session, lambda: _session("fix_failing_test")),
     "05.6": ({"timestamp", "reordered-tools"}, {"timestamp"}),
+    "06.1": (
+        lambda: _probe_off("add_cli_flag")[2].n_tokens,
+        lambda: _probe_off("add_cli_flag")[3].n_tokens,
+    ),
+    "06.3": (lambda: _own_slot_index(), 2),
+    "07.1": (lambda: _date_tokens_changed(), 0),
+    "07.4": (lambda: _inserted(), lambda: [p + 1 for p in _inserted()]),
+    "07.5": (True, False),
 }
 
 
@@ -143,6 +155,60 @@ def _haiku_reads():
     api = AnthropicAPI(min_cacheable_tokens=4096)
     results = simulate(api, [{"tokens": r.tokens, "breakpoints": r.breakpoints} for r in rendered])
     return [k for k, res in enumerate(results) if res.detail["cache_read_input_tokens"]]
+
+
+def _probe_off(name):
+    from labkit.server.cli import render_probe_session
+
+    return render_probe_session(name, "off", seed=0)[1]
+
+
+def _own_slot_index():
+    """Exercise 06.3 by hand: two slots, the sessions interleaved; where each keeps its own."""
+    from labkit.engines import LlamaCppServer
+
+    a, b = _probe_off("fix_failing_test"), _probe_off("add_cli_flag")
+    mixed = [r for pair in zip(a, b, strict=False) for r in pair]
+    engine = LlamaCppServer(n_slots=2)
+    cached = [engine.serve(r.tokens).cached for r in mixed]
+    own = [k >= 2 and cached[k] == mixed[k - 2].n_tokens for k in range(len(mixed))]
+    return max(k for k in range(len(own)) if not own[k]) + 1
+
+
+def _lesson7_parts():
+    from labkit.experiments import lesson_conversation
+
+    lines = data_path("long_system_prompt.txt").read_text(encoding="utf-8").strip().splitlines()
+    return "\n".join(lines[:8]), lesson_conversation()
+
+
+def _date_tokens_changed():
+    system, conversation = _lesson7_parts()
+    history = conversation["history"][:1]
+    turn = [conversation["new_turn"][0], {"role": "user", "content": conversation["date_question"]}]
+    k = _ids(
+        [{"role": "system", "content": f"{system}\nToday's date is 28 November 2025."}, *history]
+    )
+    k1 = _ids(
+        [
+            {"role": "system", "content": f"{system}\nToday's date is 29 November 2025."},
+            *history,
+            *turn,
+        ]
+    )
+    return sum(x != y for x, y in zip(k, k1, strict=False))
+
+
+def _inserted():
+    from labkit.sessions import billing_header
+
+    system, conversation = _lesson7_parts()
+    k, k1 = (
+        _ids([{"role": "system", "content": f"{billing_header(c)}\n{system}"}])
+        for c in ("5", "56445")
+    )
+    p = _common(k, k1)
+    return list(range(p, p + len(k1) - len(k)))
 
 
 def _value(x):

@@ -1,9 +1,8 @@
 """Malformed and hostile input: a clean error naming file, line, request and field, never a
 traceback; documented exit codes; BOM and non-UTF-8 bytes; deep nesting; a property test
-(Hypothesis) over generated malformed requests; linear-time lint on a 7 MB prompt."""
+(Hypothesis) over generated malformed requests."""
 
 import json
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -221,54 +220,4 @@ def test_generated_files_never_end_in_an_internal_error(tmp_path_factory, lines)
     assert main(["simulate", str(path), "--engine", "llamacpp", "--model", "tiny-random"]) in (0, 2)
 
 
-# -- linear-time lint ------------------------------------------------------------------------
-
-
-def repetitive_prompts(n_lines: int) -> list[dict]:
-    """Return two prompts of n_lines repetitive lines (25 bytes each), one line changed."""
-    lines = [f"{k % 7}: the same words here {k % 3}" for k in range(n_lines)]
-    changed = list(lines)
-    changed[n_lines // 2] = "3: the SAME words here 0"
-    return [{"prompt": "\n".join(lines)}, {"prompt": "\n".join(changed)}]
-
-
-class TimedTokenizer:
-    """A tokenizer that adds the seconds its calls take to `seconds` (the rest is passed on)."""
-
-    def __init__(self, tokenizer):
-        self._tokenizer, self.seconds = tokenizer, 0.0
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self._tokenizer(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
-
-
-def timed_lint(tok, n_lines: int) -> tuple[float, float]:
-    """Return (seconds to lint two prompts of n_lines, seconds of those spent tokenizing)."""
-    timed = TimedTokenizer(tok)
-    start = time.perf_counter()
-    report = lint_requests(repetitive_prompts(n_lines), timed)
-    lint_s = time.perf_counter() - start
-    row = report.requests[1]
-    assert row.cause == "system-edited" and "the SAME words" in row.detail
-    assert row.where == "prompt" and report.n_tokens > 2 * n_lines
-    return lint_s, timed.seconds
-
-
-def test_lint_of_a_7_mb_repetitive_prompt_is_linear(tok):
-    """300,000 similar lines with one changed: once hours (a quadratic line diff); now the lint
-    costs what tokenizing the two prompts costs (measured in the same run, so the assert holds
-    on a busy machine), and twice the lines take about twice the time."""
-    assert len(repetitive_prompts(300_000)[0]["prompt"]) > 7_000_000
-    lint_s, tokenize_s = timed_lint(tok, 300_000)
-    print(f"7.5 MB lint: {lint_s:.1f} s, of which tokenizing {tokenize_s:.1f} s")
-    assert lint_s - tokenize_s < max(0.25 * tokenize_s, 2.0)
-    small_s, _ = min(timed_lint(tok, 40_000) for _ in range(2))
-    double_s, _ = min(timed_lint(tok, 80_000) for _ in range(2))
-    assert double_s / small_s < 3.0  # linear: about 2 (a quadratic diff: 4 and more)
+# The 7 MB lint benchmark and its linear scaling: tests/test_lint_speed.py.

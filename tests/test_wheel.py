@@ -55,7 +55,7 @@ def test_wheel_carries_data_and_notebooks(installed):
     repo_lessons = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb"))
     assert sorted(n.removeprefix("labkit/notebooks/") for n in lessons) == repo_lessons
     assert any(n.startswith("labkit/notebooks/solutions/") for n in lessons)
-    assert "labkit/data/lesson03_conversation.json" in names
+    assert "labkit/data/conversations/fix_parser.json" in names
     assert "labkit/data/capture_proxy.py" in names
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from labkit.exercises.core import NOT_CHECKABLE, RIGHT, WRONG, CheckResult, Exercise
 from labkit.exercises.lessons_early import EXERCISES as EARLY
 from labkit.exercises.lessons_late import EXERCISES as LATE
+from labkit.exercises.lessons_server import EXERCISES as SERVER
 from labkit.redact import redact
 
-EXERCISES: dict[str, Exercise] = {e.id: e for e in (*EARLY, *LATE)}
+EXERCISES: dict[str, Exercise] = {e.id: e for e in (*EARLY, *LATE, *SERVER)}
 
 
 def get(exercise_id: str) -> Exercise:
@@ -15,10 +16,7 @@ def get(exercise_id: str) -> Exercise:
     try:
         return EXERCISES[exercise_id]
     except KeyError:
-        raise KeyError(
-            f"No exercise {exercise_id!r}; known: {', '.join(EXERCISES)}. Lessons 06 and 07 "
-            "add theirs in labkit/exercises/ when they land."
-        ) from None
+        raise KeyError(f"No exercise {exercise_id!r}; known: {', '.join(EXERCISES)}.") from None
 
 
 def show(exercise_id: str) -> str:

@@ -7,21 +7,19 @@ likely cause and its fix (`labkit.lint.diff` compares two requests' structure,
 `labkit.lint.report` writes the report; everything it outputs passes through
 `labkit.redact.redact`.
 
-A request file is JSONL (one request a line) or JSON (one request or a list). A line may also be
-a capture `{"headers": {...}, "body": {...}}` (the body may be a JSON string); headers are
-dropped. Lines that cannot be read are reported with their line number; the rest are linted.
+Reading the request file (JSONL or JSON, captures with headers; unreadable lines reported with
+their line number) lives in `labkit.lint.read`, the result dataclasses in `labkit.lint.results`;
+their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.lint.causes import CAUSES
 from labkit.lint.diff import changed_ends, message_at
-from labkit.lint.hosted import HostedReport, api_for_model, lint_hosted
+from labkit.lint.hosted import api_for_model, lint_hosted
 from labkit.lint.params import (
     PARAMETER_CAUSES,
     conversation_key,
@@ -29,17 +27,14 @@ from labkit.lint.params import (
     previous_in_conversation,
     text_change,
 )
+from labkit.lint.read import LintError, read_captured
 from labkit.lint.report import SCHEMA, format_report, report_json
+from labkit.lint.results import CauseSummary, LintReport, RequestLint
 from labkit.redact import redact, redacted_window
-from labkit.sessions.format import decode_lines, read_json_items, request_shape
+from labkit.sessions.format import request_shape
 from labkit.sessions.header import attribution_enabled
-from labkit.sessions.render import (
-    SessionFormatError,
-    render_request,
-    validate_request,
-    with_attribution,
-)
-from labkit.tokens import common_prefix_len
+from labkit.sessions.render import render_request, with_attribution
+from labkit.tokens import MemoTokenizer, common_prefix_len
 
 __all__ = [
     "SCHEMA",
@@ -57,110 +52,6 @@ __all__ = [
 ]
 
 WINDOW_CHARS = 40  # characters shown on each side of a divergence
-
-
-@dataclass
-class LintError:
-    """A line (or request) of the file that could not be read."""
-
-    line: int | None
-    message: str  # already redacted
-
-
-@dataclass
-class RequestLint:
-    """How one request reuses the previous one's tokens, and why it stops where it does."""
-
-    index: int  # among the requests read (0-based)
-    line: int | None  # line in the file, None for a JSON file
-    shape: str
-    n_tokens: int
-    reused_tokens: int  # common prefix with the previous request's tokens
-    recomputed_tokens: int  # n_tokens - reused_tokens
-    not_reused_tokens: int  # previous request's n_tokens - reused_tokens
-    lost_tokens: int  # recomputed beyond what an append-only request would need
-    cause: str  # a key of labkit.lint.causes.CAUSES
-    where: str = ""  # the part that changed: "system[0]", "tools", "messages[3].content[1]"
-    detail: str = ""  # what changed there, in a few words
-    token: int | None = None  # first token that differs (== reused_tokens), None if none does
-    char_span: tuple[int, int] | None = None  # the changed characters of this request's text
-    previous_char_span: tuple[int, int] | None = None  # and of the previous request's text
-    previous_text: str = ""  # the previous request's text around the divergence
-    new_text: str = ""  # this request's text around the divergence
-    previous: int | None = None  # the request it is compared with (its conversation's last)
-
-
-@dataclass
-class CauseSummary:
-    """One cause over the session: the requests it hit, the tokens it cost, and the fix."""
-
-    cause: str
-    label: str
-    requests: list[int]
-    lost_tokens: int
-    fix: str
-
-
-@dataclass
-class LintReport:
-    """The lint of one session: a row per request, a summary per cause, and unread lines."""
-
-    source: str
-    model: str
-    attribution: str  # "on", "off" or "as captured"
-    requests: list[RequestLint]
-    errors: list[LintError] = field(default_factory=list)
-    n_tokens: int = 0  # prompt tokens over all requests
-    recomputed_tokens: int = 0
-    ideal_recomputed_tokens: int = 0  # if every request extended the previous one
-    lost_tokens: int = 0  # recomputed_tokens - ideal_recomputed_tokens
-    loss_fraction: float = 0.0  # lost_tokens / n_tokens
-    causes: list[CauseSummary] = field(default_factory=list)
-    context_tokens: int | None = None  # the model's context length, when known
-    warnings: list[str] = field(default_factory=list)  # e.g. requests longer than the context
-    hosted: HostedReport | None = None  # the same session on a hosted API (labkit.lint.hosted)
-
-
-def _unwrap(item) -> dict:
-    """Return the request body of a captured line: the line itself, or its "body" (with the
-    capture's time, `t_s`, `captured_at` or `timestamp`, for the hosted-API TTL rule)."""
-    if isinstance(item, dict) and "body" in item and not {"messages", "prompt"} & set(item):
-        times = {k: item[k] for k in ("t_s", "captured_at", "timestamp") if k in item}
-        item = item["body"]
-        if isinstance(item, str):
-            try:
-                item = json.loads(item)
-            except json.JSONDecodeError as err:
-                raise SessionFormatError(f"body: not valid JSON: {err.msg}") from None
-            except (ValueError, RecursionError):
-                raise SessionFormatError("body: not valid JSON (too deep or too large)") from None
-        if isinstance(item, dict):
-            item = times | item
-    if isinstance(item, dict):
-        item = {k: v for k, v in item.items() if k != "headers"}
-    validate_request(item)
-    return item
-
-
-def read_captured(path: str | Path) -> tuple[list[tuple[dict, int | None]], list[LintError]]:
-    """Return the readable requests of a file with their line numbers, and the unread lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No request file at {path}: check the path (see data/sessions/).")
-    text, bad_bytes = decode_lines(path.read_bytes())
-    items, bad_lines = read_json_items(text, path.suffix)
-    requests = []
-    errors = [LintError(line_no, message) for line_no, message in bad_bytes + bad_lines]
-    for index, (item, line_no) in enumerate(items):
-        try:
-            requests.append((_unwrap(item), line_no))
-        except SessionFormatError as err:
-            where = f"line {line_no}" if line_no else f"request {index}"
-            errors.append(LintError(line_no, redact(f"{where}: {err}")))
-    if not requests and not errors:
-        errors.append(LintError(None, f"{path}: no requests found; write one JSON request a line."))
-    errors.sort(key=lambda e: e.line or 0)
-    return requests, errors
 
 
 def _row(index, line, prev, cur, reused: int, cause: str) -> RequestLint:
@@ -236,7 +127,8 @@ def lint_requests(
         requests = [with_attribution(r, on, rng=rng) for r in requests]
         label = "on" if on else "off"
     lines = lines or [None] * len(requests)
-    rendered = [render_request(r, tokenizer) for r in requests]
+    tokenizer = MemoTokenizer(tokenizer)  # a long text's repeated lines are tokenized once
+    rendered = [render_request(r, tokenizer, api_order=False) for r in requests]
     rows = []
     keys = [conversation_key(r) for r in requests]
     for k, cur in enumerate(rendered):

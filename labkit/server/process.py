@@ -203,7 +203,9 @@ def llama_server(
         _check_port_free(port)
     binary = find_server_binary()
     if log_path is None:
-        log_dir = Path(tempfile.gettempdir()) / "labkit"
+        # Not "labkit": a folder of that name in the temp dir would shadow the package for any
+        # script run from there.
+        log_dir = Path(tempfile.gettempdir()) / "labkit-server-logs"
         log_dir.mkdir(exist_ok=True)
         log_path = log_dir / f"llama-server-{port}.log"
     log_path = Path(log_path)

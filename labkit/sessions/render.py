@@ -12,7 +12,6 @@ request k+1 extends request k's messages, its tokens start with all of request k
 
 from __future__ import annotations
 
-import bisect
 import json
 import random
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from labkit.sessions.format import (
     validate_request,
 )
 from labkit.sessions.header import attribution_enabled
+from labkit.tokens import MemoTokenizer, encode_whole
 
 __all__ = [
     "HEADER_LINE",
@@ -213,7 +213,7 @@ def _apply_template(tokenizer, messages: list[dict]) -> str:
         return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
 
 
-def render_request(request: dict, tokenizer) -> RenderedRequest:
+def render_request(request: dict, tokenizer, *, api_order: bool = True) -> RenderedRequest:
     """Render one request through the tokenizer's chat template into text and token ids.
 
     System blocks are joined into one system message, followed by a "# Tools" section (name,
@@ -234,7 +234,8 @@ def render_request(request: dict, tokenizer) -> RenderedRequest:
     read a reply the model generated from the next request (`labkit.engines.replies`). An
     Anthropic request with tools is rendered a second time in the hosted API's cache order,
     tools -> system -> messages (`api_tokens`, `api_breakpoints`), since a local template puts
-    the tools after the system prompt.
+    the tools after the system prompt; `api_order=False` skips it (`labkit lint` does not read
+    it).
     """
     shape = validate_request(request)
     t_s = request.get("t_s")
@@ -248,7 +249,7 @@ def render_request(request: dict, tokenizer) -> RenderedRequest:
     tokens, to_token = _tokenize(tokenizer, text)
     header = HEADER_LINE.search(text)
     api_tokens = api_breakpoints = api_header = None
-    if shape == "anthropic" and request.get("tools"):
+    if api_order and shape == "anthropic" and request.get("tools"):
         api_text, api_marks, _, _ = _render_chat(tokenizer, _anthropic_chat(request, True))
         api_tokens, api_to_token = _tokenize(tokenizer, api_text)
         api_breakpoints = [api_to_token(mark) for mark in api_marks]
@@ -299,12 +300,9 @@ def _render_chat(tokenizer, chat: list[tuple[str, _Builder]]):
 
 def _tokenize(tokenizer, text: str):
     """Return the token ids of `text` (special tokens parsed) and a char-offset → token mapper."""
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ends = [end for _, end in enc["offset_mapping"]]
-        return list(enc["input_ids"]), lambda char: bisect.bisect_right(ends, char)
-    count = lambda char: len(tokenizer(text[:char], add_special_tokens=False)["input_ids"])
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]), count
+    if isinstance(tokenizer, MemoTokenizer):  # long texts in pieces, each distinct one once
+        return tokenizer.encode(text)
+    return encode_whole(tokenizer, text)
 
 
 def render_session(
