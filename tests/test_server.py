@@ -379,6 +379,7 @@ def real_server():
         yield server
 
 
+@pytest.mark.slow  # a real llama-server: minutes on a busy CPU
 def test_real_server_cache_n_matches_the_model_line_on_and_off(real_server, smol_tok):
     from labkit.engines import make_engine
     from labkit.server import probe_session
@@ -399,6 +400,7 @@ def test_real_server_cache_n_matches_the_model_line_on_and_off(real_server, smol
     assert totals["off"] * 3 < totals["on"], totals
 
 
+@pytest.mark.slow  # a real llama-server: minutes on a busy CPU
 def test_probe_cli_on_a_fresh_server_matches_simulate(tmp_path, capsys, smol_tok):
     from labkit.experiments.replay import shorten_session
     from labkit.resources import resolve_session
