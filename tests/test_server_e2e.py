@@ -162,6 +162,6 @@ def test_the_anthropic_endpoint_normalises_cch_and_the_openai_one_does_not(serve
     # another cch, the same prompt once normalised: all but the last token reused
     assert messages.cached == messages.n_tokens - 1 and messages.n_tokens > 250, messages
     # the same text on the OpenAI endpoint: the line is prompt text, reuse stops inside it
-    assert abs(chat.n_tokens - messages.n_tokens) <= 3, (chat, messages)
+    assert abs(chat.n_tokens - messages.n_tokens) <= 5, (chat, messages)  # fffff vs 9f8e7
     assert chat.cached < line_end(smol_tok) < 50, chat
     assert chat.computed > chat.n_tokens - line_end(smol_tok)
