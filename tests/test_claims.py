@@ -24,12 +24,14 @@ FORBIDDEN = {  # pattern -> what it gets wrong
     r"\b[Oo]n the API\b[^.\n]{0,80}\b(line|header)\b": "a gateway's cost, not the API's",
     r"(SGLang|vLLM|llama\.cpp),? (and|or) Anthropic's API": "it is an Anthropic-style cache",
     r"Anthropic's API\)? (reuses|caches|stops|breaks)": "say which: the API or a gateway",
+    r"local server \(llama\.cpp, vLLM, SGLang\)": "llama.cpp rewrites cch on /v1/messages",
 }
 OLD_TEXTS = [  # statements the lessons used to make: each pattern must catch one
     "and the API reuses nothing: each of its entries ends at a",
     "- On the API, the line makes prompt caching cost more than no caching",
     "- how llama.cpp, vLLM, SGLang and Anthropic's API decide, turn by turn",
     "- **Anthropic's API** reuses nothing with the line",
+    "Sent to a local server (llama.cpp, vLLM, SGLang) or a third-party gateway",
 ]
 
 

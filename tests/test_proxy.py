@@ -273,6 +273,7 @@ def _find(env: str, pattern: str) -> Path | None:
     return found[-1] if found else None
 
 
+@pytest.mark.slow  # a real llama-server: minutes on a busy CPU
 def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok):
     binary = _find("LABKIT_LLAMA_SERVER", "llama.cpp/*/build/bin/llama-server")
     gguf = _find("LABKIT_GGUF", "models/**/*.gguf")

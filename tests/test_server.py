@@ -379,6 +379,7 @@ def real_server():
         yield server
 
 
+@pytest.mark.slow  # a real llama-server: minutes on a busy CPU
 def test_real_server_cache_n_matches_the_model_line_on_and_off(real_server, smol_tok):
     from labkit.engines import make_engine
     from labkit.server import probe_session
@@ -399,6 +400,7 @@ def test_real_server_cache_n_matches_the_model_line_on_and_off(real_server, smol
     assert totals["off"] * 3 < totals["on"], totals
 
 
+@pytest.mark.slow  # a real llama-server: minutes on a busy CPU
 def test_probe_cli_on_a_fresh_server_matches_simulate(tmp_path, capsys, smol_tok):
     from labkit.experiments.replay import shorten_session
     from labkit.resources import resolve_session
@@ -446,3 +448,36 @@ def test_probe_cli_on_a_fresh_server_matches_simulate(tmp_path, capsys, smol_tok
     simulated = json.loads(capsys.readouterr().out)[:3]
     assert [r["cached"] for r in rows] == [r["cached"] for r in simulated]
     assert all(r["prompt_ms"] > 0 for r in rows)
+
+
+# ---- scripts/probe_table.py: the README's table from two `labkit probe --json` runs
+
+
+def test_probe_table_totals_ratio_and_mismatches():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import probe_table
+
+    on = [
+        {"n_tokens": 100, "cached": 0, "computed": 100, "prompt_ms": 1000.0, "predicted_cached": 0},
+        {
+            "n_tokens": 150,
+            "cached": 38,
+            "computed": 112,
+            "prompt_ms": 1500.0,
+            "predicted_cached": 38,
+        },
+    ]
+    off = [
+        {"n_tokens": 60, "cached": 0, "computed": 60, "prompt_ms": 600.0, "predicted_cached": 0},
+        {"n_tokens": 110, "cached": 60, "computed": 50, "prompt_ms": 400.0, "predicted_cached": 60},
+    ]
+    lines = probe_table.probe_table(on, off).splitlines()
+    assert lines[2] == "| 0 | 100 | 0 (0) | 1,000 | 60 | 0 (0) | 600 |"
+    assert lines[4] == "| all 2 | 250 | 38 | **2,500** | 170 | 60 | **1,000 (2.5× less)** |"
+    assert "212 tokens with the line, 110 without (1.9× fewer)" in lines[-1]
+    assert probe_table.mismatches(on, [{"cached": 0}, {"cached": 38}]) == []
+    bad = [{**off[0]}, {**off[1], "cached": 59}]
+    assert probe_table.mismatches(bad) == ["request 1: cache_n 59 != predicted 60"]
+    assert probe_table.mismatches(off, [{"cached": 0}]) == [
+        "request 1: cache_n 60 != simulate's missing"
+    ]

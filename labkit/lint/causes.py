@@ -40,7 +40,9 @@ _CAUSE_LIST = [
         'Set "CLAUDE_CODE_ATTRIBUTION_HEADER": "0" in the "env" block of ~/.claude/settings.json '
         "(or have the proxy in front of your local server strip the x-anthropic-billing-header "
         "line). Anthropic's own API handles the line apart from the prompt; it breaks caches "
-        "that see it as text (a local server, a gateway or proxy). Claude Code 2.1.x sends a "
+        "that see it as text: a gateway or proxy, SGLang, a local server's OpenAI-compatible "
+        "endpoints, llama.cpp's /completion (recent llama.cpp rewrites cch on its Anthropic "
+        "endpoint /v1/messages, PR #21793; vLLM merged a like fix). Claude Code 2.1.x sends a "
         "fresh cch per request; v2.1.181+ is reported to keep it stable per conversation behind "
         "a custom base URL.",
     ),

@@ -10,6 +10,7 @@ from labkit.server.build import (
     built_binary,
     find_server_binary,
 )
+from labkit.server.endpoints import ENDPOINTS, EndpointReuse, cch_pair
 from labkit.server.probe import (
     API_NAMES,
     ProbeError,
@@ -38,6 +39,8 @@ from labkit.server.responses import (
 __all__ = [
     "API_NAMES",
     "BINARY_ENV",
+    "ENDPOINTS",
+    "EndpointReuse",
     "LlamaServer",
     "PortInUseError",
     "PrefillRow",
@@ -50,6 +53,7 @@ __all__ = [
     "build_dir",
     "build_server",
     "built_binary",
+    "cch_pair",
     "chat_messages",
     "detect_api",
     "find_server_binary",
