@@ -12,7 +12,7 @@ from labkit.cache import generate_greedy, prefill
 from labkit.device import device_name
 from labkit.prefix_cache import PrefixCache
 from labkit.resources import data_path
-from labkit.timing import measure
+from labkit.timing import measure_alternating
 
 DEFAULT_PREFIX_LENS = (250, 500, 1000, 2000)
 QUESTIONS = (
@@ -88,7 +88,8 @@ def prefix_reuse_sweep(
     """Measure cold and warm TTFT at each prefix length, in one run on the model's device.
 
     Warm means `PrefixCache.serve(..., store=False)` with the prefix stored: the lookup, the
-    copy of the cached prefix and the suffix's forward pass are all timed.
+    copy of the cached prefix and the suffix's forward pass are all timed. Cold and warm runs
+    alternate (`labkit.timing.measure_alternating`), `repeats` of each after `warmup` rounds.
     """
     if suffix_len < 1 or min(prefix_lens) < 1:
         raise ValueError(
@@ -99,12 +100,6 @@ def prefix_reuse_sweep(
     for prefix_len in prefix_lens:
         prefix, suffix = prompt_ids(tokenizer, prefix_len, suffix_len)
         ids = torch.cat([prefix, suffix])  # (prefix_len + suffix_len,)
-        cold = measure(
-            lambda ids=ids: prefill(model, ids, last_only=True),
-            warmup=warmup,
-            repeats=repeats,
-            device=model.device,
-        )
         store = PrefixCache(model)
         store.insert(prefix, prefill(model, prefix, last_only=True)[1])
         served = store.serve(ids, store=False)
@@ -113,12 +108,17 @@ def prefix_reuse_sweep(
                 f"Expected to reuse {prefix_len} tokens, reused "
                 f"{served.tokens_reused}: this is a bug in labkit."
             )
-        warm = measure(
-            lambda ids=ids, store=store: store.serve(ids, store=False),
+        # Cold and warm take turns, so a burst of other work on the machine hits both alike.
+        timings = measure_alternating(
+            {
+                "cold": lambda ids=ids: prefill(model, ids, last_only=True),
+                "warm": lambda ids=ids, store=store: store.serve(ids, store=False),
+            },
+            rounds=repeats,
             warmup=warmup,
-            repeats=repeats,
             device=model.device,
         )
+        cold, warm = timings["cold"], timings["warm"]
         rows.append(
             BenchRow(
                 prefix_len,
