@@ -10,6 +10,7 @@ from labkit.tokens import Tokens, as_tokens, common_prefix_len, token_bytes
 
 __all__ = [
     "Engine",
+    "LocalEngine",
     "ServeResult",
     "Tokens",
     "as_tokens",
@@ -70,3 +71,26 @@ def kept_output(generated: Sequence[int]) -> Tokens:
     (see `labkit.engines.replies` for each engine's source).
     """
     return as_tokens(generated)[:-1] if len(generated) > 1 else ()
+
+
+class LocalEngine:
+    """The entry point the local servers' models share (llama.cpp, vLLM, SGLang).
+
+    `serve` takes the `Engine` protocol's arguments, reduces `generated` to what a local engine
+    keeps of its output (`kept_output`) and hands the prompt and that to the engine's own
+    `_serve(tokens, kept)`. `breakpoints` and `t_s` are the hosted API's and mean nothing here.
+    """
+
+    def serve(
+        self,
+        tokens: Sequence[int],
+        *,
+        breakpoints: Sequence[int] | None = None,
+        t_s: float | None = None,
+        generated: Sequence[int] = (),
+    ) -> ServeResult:
+        """Serve one prompt, then keep it and what the engine keeps of `generated`."""
+        return self._serve(as_tokens(tokens), kept_output(generated))
+
+    def _serve(self, tokens: Tokens, kept: Tokens) -> ServeResult:
+        raise NotImplementedError

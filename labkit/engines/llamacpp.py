@@ -15,12 +15,10 @@ caps it in MiB, 8192 by default); `--cache-reuse` chunk shifting is left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from labkit.engines.base import ServeResult, Tokens, as_tokens, common_prefix_len, kept_output
+from labkit.engines.base import LocalEngine, ServeResult, Tokens, common_prefix_len
 
 
-class LlamaCppServer:
+class LlamaCppServer(LocalEngine):
     """llama.cpp `llama-server` with `cache_prompt` on: slots, LCP slot choice, RAM prompt cache.
 
     - Slot choice: among non-empty slots, the one whose common prefix with the prompt covers the
@@ -62,17 +60,8 @@ class LlamaCppServer:
         self._t_last_used = [-1] * self.n_slots
         self._n_served = 0
 
-    def serve(
-        self,
-        tokens: Sequence[int],
-        *,
-        breakpoints: Sequence[int] | None = None,
-        t_s: float | None = None,
-        generated: Sequence[int] = (),
-    ) -> ServeResult:
-        """Serve one prompt, then keep it and `generated[:-1]` in the slot; ignore the rest."""
-        tokens = as_tokens(tokens)
-        kept = kept_output(generated)
+    def _serve(self, tokens: Tokens, kept: Tokens) -> ServeResult:
+        """Serve one prompt, then keep it and `kept` (`generated[:-1]`) in the slot."""
         slot, selected_by, update_cache = self._select_slot(tokens)
         n_restored = 0
         if update_cache and self.cache_ram:

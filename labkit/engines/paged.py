@@ -24,14 +24,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from labkit.engines.base import (
-    ServeResult,
-    Tokens,
-    as_tokens,
-    common_prefix_len,
-    kept_output,
-    token_bytes,
-)
+from labkit.engines.base import LocalEngine, ServeResult, Tokens, common_prefix_len, token_bytes
 
 
 def block_hashes(tokens: Sequence[int], block_size: int) -> list[bytes]:
@@ -43,7 +36,7 @@ def block_hashes(tokens: Sequence[int], block_size: int) -> list[bytes]:
     return hashes
 
 
-class VllmPrefixCache:
+class VllmPrefixCache(LocalEngine):
     """vLLM automatic prefix caching: chained hashes of full blocks, LRU over free blocks.
 
     - Reuse: the leading full blocks whose chained hash is cached, at most (n - 1) // block_size
@@ -68,17 +61,9 @@ class VllmPrefixCache:
         """Drop every cached block."""
         self.free_queue: OrderedDict[bytes, None] = OrderedDict()  # cached free blocks, LRU first
 
-    def serve(
-        self,
-        tokens: Sequence[int],
-        *,
-        breakpoints: Sequence[int] | None = None,
-        t_s: float | None = None,
-        generated: Sequence[int] = (),
-    ) -> ServeResult:
-        """Serve one prompt and cache the full blocks of it and `generated[:-1]`."""
-        tokens = as_tokens(tokens)
-        held = tokens + kept_output(generated)
+    def _serve(self, tokens: Tokens, kept: Tokens) -> ServeResult:
+        """Serve one prompt and cache the full blocks of it and `kept` (`generated[:-1]`)."""
+        held = tokens + kept
         n, size = len(tokens), self.block_size
         needed = -(-len(held) // size)
         if self.capacity_blocks is not None and needed > self.capacity_blocks:
@@ -114,7 +99,7 @@ class _Node:
     lock_ref: int = 0
 
 
-class SGLangRadixCache:
+class SGLangRadixCache(LocalEngine):
     """SGLang RadixAttention: a radix tree of token runs, LRU eviction of whole leaves.
 
     - Reuse: the longest tree path matching the prompt's first n - 1 tokens (at least one token
@@ -139,17 +124,9 @@ class SGLangRadixCache:
         self.root = _Node((), None, 0, next(self._ids), lock_ref=1)
         self.tree_tokens = 0
 
-    def serve(
-        self,
-        tokens: Sequence[int],
-        *,
-        breakpoints: Sequence[int] | None = None,
-        t_s: float | None = None,
-        generated: Sequence[int] = (),
-    ) -> ServeResult:
-        """Serve one prompt, then insert it and `generated[:-1]` into the tree."""
-        tokens = as_tokens(tokens)
-        held = tokens + kept_output(generated)
+    def _serve(self, tokens: Tokens, kept: Tokens) -> ServeResult:
+        """Serve one prompt, then insert it and `kept` (`generated[:-1]`) into the tree."""
+        held = tokens + kept
         n, page = len(tokens), self.page_size
         if self.capacity_tokens is not None and len(held) > self.capacity_tokens:
             raise ValueError(
