@@ -32,3 +32,17 @@ def smol_tok():
     if not default_model_ready():
         pytest.skip("the default model is not prepared: run `labkit fetch` (make setup does)")
     return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def llama_server_ready():
+    """Skip unless a llama-server binary and the default model's GGUF file are both there."""
+    from labkit.fetch import default_gguf_path
+    from labkit.server import ServerNotBuiltError, find_server_binary
+
+    try:
+        find_server_binary()
+    except ServerNotBuiltError as err:
+        pytest.skip(f"llama-server is not built ({err}); `make server` builds it")
+    if not default_gguf_path().is_file():
+        pytest.skip("the default model's GGUF file is missing: run `labkit fetch`")

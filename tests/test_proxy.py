@@ -5,12 +5,8 @@ import gzip
 import http.client
 import json
 import os
-import socket
-import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +14,7 @@ from labkit.cli import main
 from labkit.lint import lint_requests, read_captured
 from labkit.proxy import HOP_BY_HOP, live_line, response_counters, running_proxy
 from labkit.resources import data_path
+from labkit.server import llama_server
 from labkit.sessions import load_requests
 
 API_KEY = "sk-ant-" + "api03-" + "Qx9" * 12  # fake, built from parts
@@ -266,38 +263,11 @@ def test_cli_rejects_a_bad_upstream_or_log(capsys, tmp_path):
 # -- a real llama-server, when one is built ------------------------------------------------------
 
 
-def _find(env: str, pattern: str) -> Path | None:
-    if os.environ.get(env):
-        return Path(os.environ[env])
-    found = sorted(Path.home().joinpath(".cache", "labkit").glob(pattern))
-    return found[-1] if found else None
-
-
 @pytest.mark.slow  # a real llama-server: minutes on a busy CPU
-def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok):
-    binary = _find("LABKIT_LLAMA_SERVER", "llama.cpp/*/build/bin/llama-server")
-    gguf = _find("LABKIT_GGUF", "models/**/*.gguf")
-    if binary is None or not binary.is_file():
-        pytest.skip("no llama-server built: `make server` (or set LABKIT_LLAMA_SERVER)")
-    if gguf is None or not gguf.is_file():
-        pytest.skip("no GGUF model kept: `labkit fetch` (or set LABKIT_GGUF)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [str(binary), "-m", str(gguf), "--port", str(port), "-c", "4096", "-np", "1"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if fetch(base, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("llama-server did not become healthy in 120 s")
+def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok, llama_server_ready):
+    # a GGUF other than the default model's: LABKIT_GGUF (the binary: LABKIT_LLAMA_SERVER)
+    with llama_server(os.environ.get("LABKIT_GGUF"), slots=1, ctx=4096) as server:
+        base = server.url
         log, lines = tmp_path / "real.jsonl", []
         with running_proxy(base, log=log, echo=lines.append) as proxy:
             for method, path, data in (
@@ -353,13 +323,6 @@ def test_real_llama_server_through_the_proxy(tmp_path, tiny_tok):
         counters = [json.loads(x)["labkit_proxy"]["counters"] for x in chat_log.open()]
         assert counters[1]["cached"] < counters[0]["n_tokens"] / 4  # it stops inside the line
         assert "reuse broke at messages[0]: changing id in the attribution line" in lines[1]
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def _chat(turns: int) -> dict:

@@ -356,25 +356,13 @@ def test_no_orphan_when_the_python_that_started_it_is_killed(tmp_path, gguf):
 # ---- against the real llama-server
 
 
-def _real_server_or_skip():
-    try:
-        find_server_binary()
-    except ServerNotBuiltError as err:
-        pytest.skip(f"llama-server is not built ({err}); `make server` builds it")
-    from labkit.fetch import default_gguf_path
-
-    if not default_gguf_path().is_file():
-        pytest.skip("the default model's GGUF file is missing: run `labkit fetch`")
-
-
 # The session made short (same structure, fewer tokens), and one server thread: CI machines and
 # shared lab machines are busy, and llama.cpp's threads spin-wait for each other there.
 SHORT = {"system_tokens": 300, "n_requests": 4, "block_tokens": 24}
 
 
 @pytest.fixture(scope="module")
-def real_server():
-    _real_server_or_skip()
+def real_server(llama_server_ready):
     with llama_server(slots=1, ctx=4096, threads=1) as server:
         yield server
 
@@ -401,12 +389,13 @@ def test_real_server_cache_n_matches_the_model_line_on_and_off(real_server, smol
 
 
 @pytest.mark.slow  # a real llama-server: minutes on a busy CPU
-def test_probe_cli_on_a_fresh_server_matches_simulate(tmp_path, capsys, smol_tok):
+def test_probe_cli_on_a_fresh_server_matches_simulate(
+    tmp_path, capsys, smol_tok, llama_server_ready
+):
     from labkit.experiments.replay import shorten_session
     from labkit.resources import resolve_session
     from labkit.sessions import load_requests
 
-    _real_server_or_skip()
     session = tmp_path / "short.jsonl"
     short = shorten_session(load_requests(resolve_session("fix_failing_test")), smol_tok, **SHORT)
     session.write_text("".join(json.dumps(r) + "\n" for r in short))

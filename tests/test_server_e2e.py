@@ -26,9 +26,7 @@ import pytest
 from labkit.cli import main
 from labkit.resources import data_path
 from labkit.server import (
-    ServerNotBuiltError,
     cch_pair,
-    find_server_binary,
     free_port,
     llama_server,
 )
@@ -42,15 +40,7 @@ CCHS = ("1a2b3", "9f8e7", "4c5d6")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    try:
-        find_server_binary()
-    except ServerNotBuiltError as err:
-        pytest.skip(f"llama-server is not built ({err}); `make server` builds it")
-    from labkit.fetch import default_gguf_path
-
-    if not default_gguf_path().is_file():
-        pytest.skip("the default model's GGUF file is missing: run `labkit fetch`")
+def server(tmp_path_factory, llama_server_ready):
     slots = tmp_path_factory.mktemp("slots")  # --slot-save-path enables POST /slots?action=erase
     # one thread: on a busy machine llama.cpp's threads spin-wait for each other
     with llama_server(
