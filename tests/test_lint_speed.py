@@ -1,5 +1,6 @@
 """`labkit lint` on long prompts: pieces tokenized exactly as the whole text, the 7 MB benchmark
-in under 10 s, linear scaling, linear redaction, and `import labkit.lint` without torch."""
+in under 10 s of CPU time, linear scaling, linear redaction, and `import labkit.lint` without
+torch."""
 
 import json
 import random
@@ -115,11 +116,11 @@ def write_repetitive_session(path, n_lines: int, shape: str = "anthropic") -> No
             out.write(json.dumps(request) + "\n")
 
 
-def timed_lint(path, tok) -> float:
-    """Return the seconds `lint_file` takes, after checking what it found."""
-    start = time.perf_counter()
+def timed_lint(path, tok, clock=time.perf_counter) -> float:
+    """Return the seconds `lint_file` takes on `clock`, after checking what it found."""
+    start = clock()
     report = lint_file(path, tok)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     row = report.requests[1]
     assert row.cause == "system-edited" and "the SAME words" in row.detail
     assert (row.where, report.hosted is not None) in (("system[0]", True), ("prompt", False))
@@ -132,18 +133,22 @@ BENCHMARKS = [("smol_tok", "anthropic"), ("tiny_tok", "prompt")]
 
 
 @pytest.mark.parametrize(("tok_name", "shape"), BENCHMARKS)
-def test_lint_of_a_7_mb_repetitive_prompt_takes_under_10_s(tok_name, shape, request, tmp_path):
+def test_lint_of_a_7_mb_repetitive_prompt_takes_under_10_cpu_s(tok_name, shape, request, tmp_path):
     """300,000 similar lines with one changed: once hours (a quadratic line diff), then 90 s
-    (tokenizing 7 MB three times); now each distinct line is tokenized once."""
+    (tokenizing 7 MB three times); now each distinct line is tokenized once.
+
+    The budget is CPU time (the process's, all its threads): on an idle machine it equals the
+    wall time of this single-threaded work, and other processes competing for the cores
+    (LABKIT_STRESS=1) do not add to it as they add to the wall time."""
     tok = request.getfixturevalue(tok_name)
     path = tmp_path / "repetitive.jsonl"
     write_repetitive_session(path, 300_000, shape)
     assert path.stat().st_size > 14_000_000  # two requests of over 7 MB
-    seconds = timed_lint(path, tok)
-    if seconds >= 10.0:  # a burst of other work: the minimum of two runs
-        seconds = min(seconds, timed_lint(path, tok))
-    print(f"7 MB lint ({tok_name}, {shape}): {seconds:.2f} s")
-    assert seconds < 10.0
+    start = time.perf_counter()
+    cpu_s = timed_lint(path, tok, clock=time.process_time)
+    wall_s = time.perf_counter() - start
+    print(f"7 MB lint ({tok_name}, {shape}): {cpu_s:.2f} s CPU, {wall_s:.2f} s wall")
+    assert cpu_s < 10.0
 
 
 def test_lint_time_grows_linearly_with_the_prompt(tmp_path, tiny_tok):
