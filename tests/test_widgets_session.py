@@ -52,6 +52,7 @@ def test_replies_toggle_switches_between_best_case_and_lower_bound(rendered, sho
     widget = session_explorer(rendered)
     c = controls(widget)
     c["variant"].value, c["engine"].value = "header off", "llamacpp"
+    assert c["engine"].label == "llama.cpp server"  # the engine read by name, not by key
     toggle = c["replies"]
     assert toggle.value == "cached" and toggle.label == REPLY_CHOICES[0][0]  # read, not a key
     runs = rendered["s"]["header off"]
@@ -64,6 +65,7 @@ def test_replies_toggle_switches_between_best_case_and_lower_bound(rendered, sho
     assert f"{low:,} of" in summary_of(widget) and "lower bound" in summary_of(widget)
     assert isinstance(shown[-1], go.Figure) and shown[-1] is not figure
     assert "prompts only" in shown[-1].layout.title.text
+    assert "llama.cpp server" in shown[-1].layout.title.text
     cached = [t.y for t in figure.data if t.name == "cached"][0]
     assert list(cached) != list([t.y for t in shown[-1].data if t.name == "cached"][0])
 

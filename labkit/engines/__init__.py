@@ -12,7 +12,13 @@ from labkit.engines.cost import api_session_cost, input_cost_usd
 from labkit.engines.hosted_api import AnthropicAPI, load_prompt_caching_apis
 from labkit.engines.llamacpp import LlamaCppServer
 from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache, block_hashes
-from labkit.engines.registry import ENGINE_NAMES, make_engine, request_fields, simulate
+from labkit.engines.registry import (
+    ENGINE_LABELS,
+    ENGINE_NAMES,
+    make_engine,
+    request_fields,
+    simulate,
+)
 from labkit.engines.replies import REPLIES, api_view, generated_after
 from labkit.engines.session_sim import (
     compare_engines,
@@ -26,6 +32,7 @@ from labkit.engines.session_sim import (
 )
 
 __all__ = [
+    "ENGINE_LABELS",
     "ENGINE_NAMES",
     "REPLIES",
     "AnthropicAPI",

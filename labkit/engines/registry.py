@@ -32,7 +32,14 @@ from labkit.engines.llamacpp import LlamaCppServer
 from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache
 
 ENGINE_NAMES = ("llamacpp", "vllm", "sglang", "anthropic")
-__all__ = ["ENGINE_NAMES", "make_engine", "request_fields", "simulate"]
+# What a learner reads for each engine model (widgets, figure titles); the names stay the keys.
+ENGINE_LABELS = {
+    "llamacpp": "llama.cpp server",
+    "vllm": "vLLM",
+    "sglang": "SGLang",
+    "anthropic": "Anthropic-style cache via a gateway",
+}
+__all__ = ["ENGINE_LABELS", "ENGINE_NAMES", "make_engine", "request_fields", "simulate"]
 
 
 def make_engine(name: str, **options: Any) -> Engine:

@@ -7,7 +7,7 @@ import html
 import ipywidgets as widgets
 from IPython.display import display
 
-from labkit.engines.registry import ENGINE_NAMES
+from labkit.engines.registry import ENGINE_LABELS, ENGINE_NAMES
 from labkit.engines.session_sim import engine_options, hit_rate, simulate_session, turn_rows
 from labkit.viz.figures_session import turns_figure
 from labkit.viz.palette import ERROR
@@ -25,8 +25,9 @@ def run_summary(results, engine: str, replies: str = "cached") -> str:
     """Return one HTML line: tokens prefilled, tokens reused and the hit rate after request 0."""
     computed = sum(r.computed for r in results)
     total = sum(r.n_tokens for r in results)
+    name = html.escape(ENGINE_LABELS.get(engine, engine))
     return (
-        f"<b>{html.escape(engine)}</b>, {_REPLY_WORDS[replies]}: {computed:,} of {total:,} "
+        f"<b>{name}</b>, {_REPLY_WORDS[replies]}: {computed:,} of {total:,} "
         f"prompt tokens prefilled; hit rate after the first request <b>{hit_rate(results):.1%}</b>"
     )
 
@@ -76,7 +77,12 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
     variant = widgets.Dropdown(
         options=list(rendered[sessions[0]]), description="variant", style=style
     )
-    engine = widgets.Dropdown(options=ENGINE_NAMES, description="engine", style=style)
+    engine = widgets.Dropdown(
+        options=[(ENGINE_LABELS[name], name) for name in ENGINE_NAMES],
+        description="engine",
+        style=style,
+        layout=widgets.Layout(width="380px"),  # the longest label, whole
+    )
     replies = widgets.ToggleButtons(
         options=REPLY_CHOICES,
         value="cached",
@@ -128,7 +134,7 @@ def session_explorer(rendered: dict[str, dict[str, list]], *, block_size: int = 
         summary.value = run_summary(results, engine, replies)
         rows = turn_rows(runs, results, engine=engine)
         rows = [{"label": variant, "engine": engine, **row} for row in rows]
-        title = f"{session}: {engine}, {variant}, {_REPLY_WORDS[replies]}"
+        title = f"{session}: {ENGINE_LABELS[engine]}, {variant}, {_REPLY_WORDS[replies]}"
         display(turns_figure(rows, title=title))
 
     controls = {
