@@ -92,7 +92,7 @@ def test_a_single_panel_is_titled_once(rendered):
     one = turns_figure(rows, title="s: vllm, header on")
     assert not one.layout.annotations  # the panel's name is the figure's title, not repeated
     several = turns_figure(compare_engines({"on": rendered["s"]["header on"]}, ("vllm", "sglang")))
-    assert [a.text for a in several.layout.annotations] == ["vllm, on", "sglang, on"]
+    assert [a.text for a in several.layout.annotations] == ["vLLM, on", "SGLang, on"]
 
 
 def test_header_end_is_in_the_order_each_engine_is_served(rendered, tiny_tok):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from labkit.engines.registry import ENGINE_LABELS
 from labkit.viz.palette import (
     CACHED_STYLE,
     COMPUTED_STYLE,
@@ -41,10 +42,11 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
     `rows` come from `labkit.engines.session_sim.compare_engines` (keys label, engine, turn, cached,
     computed, header_end); where a row has a header_end a thick black bar marks it. Cached bars
     are plain blue, computed bars hatched vermillion: they differ by pattern as well as colour.
-    Several panels are titled "engine, label"; a single panel has only `title`, which names it.
+    Several panels are titled "engine, label" (the engine by its name in
+    `labkit.engines.registry.ENGINE_LABELS`); a single panel has only `title`, which names it.
     """
     labels, engines = _unique(r["label"] for r in rows), _unique(r["engine"] for r in rows)
-    panels = [f"{engine}, {label}" for label in labels for engine in engines]
+    panels = [f"{ENGINE_LABELS.get(e, e)}, {label}" for label in labels for e in engines]
     fig = make_subplots(
         rows=len(labels),
         cols=len(engines),
@@ -86,6 +88,8 @@ def turns_figure(rows: list[dict], *, title: str = "Tokens per turn") -> go.Figu
                             "line": {"width": 4, "color": MARK},
                         },
                         name="header ends",
+                        hovertemplate="request %{x}: the header line ends at token %{y:,}"
+                        "<extra></extra>",
                         legendgroup="header",
                         showlegend=not any(t.name == "header ends" for t in fig.data),
                     ),
