@@ -6,6 +6,7 @@ import torch
 
 from labkit.cache import (
     CacheMismatchError,
+    _forward_names,
     cache_token_ids,
     copy_cache,
     crop_cache,
@@ -78,11 +79,12 @@ def test_a_cache_from_another_model_is_refused_though_transformers_takes_it(mode
     assert model_identity(model) == model_identity(tiny_random_model(seed=0))  # same weights
     _, foreign = prefill(other, PROMPT[:6])
     # plain transformers: the shapes fit, so it silently computes wrong logits
+    cache_kw = _forward_names(type(model))[0]  # `cache=` (transformers 5.24+) or `past_key_values=`
     with torch.no_grad():
         wrong = model(
             input_ids=PROMPT[6:].unsqueeze(0),
-            past_key_values=copy_cache(foreign),
             position_ids=torch.arange(6, 8).unsqueeze(0),
+            **{cache_kw: copy_cache(foreign)},
         ).logits
     assert not torch.allclose(wrong, full_logits(model, PROMPT)[:, 6:], atol=1e-3)
     with pytest.raises(CacheMismatchError, match="another model"):
