@@ -1,4 +1,5 @@
-"""scripts/time_notebooks.py (make test-full) and scripts/stress.py (LABKIT_STRESS=1 make test)."""
+"""scripts/time_notebooks.py (make test-full), scripts/stress.py (LABKIT_STRESS=1 make test) and
+scripts/gpu_table.py (the GPU table, run on a lent GPU machine; here on the CPU at tiny sizes)."""
 
 import os
 import sys
@@ -8,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+import gpu_table  # noqa: E402
 import stress  # noqa: E402
 import time_notebooks  # noqa: E402
 
@@ -59,3 +61,27 @@ def test_stress_returns_the_commands_status():
     assert stress.main(["--busy", "1", "--", *command]) == 3
     with pytest.raises(SystemExit):
         stress.main(["--busy", "1"])  # no command: a usage error, not a hang
+
+
+def test_gpu_table_runs_from_packed_files_alone(smol_tok, tmp_path, capsys):
+    """What the GPU machine gets: config and tokenizer files (no weights, no install)."""
+    folder = tmp_path / "SmolLM2-135M-Instruct"
+    assert gpu_table.main(["--pack", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(gpu_table.PACKED)
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 8 * 2**20  # small enough to carry
+    out = tmp_path / "table.md"
+    args = ["--model-dir", str(folder), "--quick", "--repeats", "1", "--out", str(out)]
+    assert gpu_table.main(args) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out.split("\n", 1)[1]  # printed as written, after --pack's
+    header, *rows = text.splitlines()
+    assert "(CPU), float32" in header and "random weights" in header and "perf_counter" in header
+    assert [r.split("|")[1].strip() for r in rows if r.startswith("| 32 ") or r.startswith("| 64 ")]
+    quick = next(r for r in rows if r.startswith("| quick |"))
+    on, off = (int(n.replace(",", "")) for n in quick.split("|")[3].split("/"))
+    assert on > off > 0  # the line makes every request prefill its whole prompt again
+
+
+def test_gpu_table_says_what_it_needs():
+    with pytest.raises(SystemExit):
+        gpu_table.main([])  # neither --pack nor --model-dir: a usage error
