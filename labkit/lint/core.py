@@ -18,8 +18,9 @@ import random
 from pathlib import Path
 
 from labkit.lint.causes import CAUSES
-from labkit.lint.diff import changed_ends, message_at
+from labkit.lint.diff import message_at
 from labkit.lint.hosted import api_for_model, lint_hosted
+from labkit.lint.hunks import changed_ends
 from labkit.lint.params import (
     PARAMETER_CAUSES,
     conversation_key,
