@@ -1,4 +1,4 @@
-"""The GPU table of README "On a GPU": labkit's cache timings on an accelerator, in one run.
+"""The GPU table (README "Models and devices"): labkit's cache timings on an accelerator.
 
     python scripts/gpu_table.py --pack DIR                  # here, where the default model is
     python scripts/gpu_table.py --model-dir DIR [--out F]   # on the GPU machine
