@@ -50,7 +50,8 @@ class Engine(Protocol):
     `labkit.engines.replies`).
     """
 
-    name: str
+    name: str  # the key: `make_engine(name)`, `--engine name`
+    label: str  # what a learner reads: "llama.cpp server", "vLLM", ...
 
     def serve(
         self,

@@ -61,6 +61,7 @@ class AnthropicAPI:
     """
 
     name = "anthropic"
+    label = "Anthropic-style cache via a gateway"  # what a learner reads (widgets, figures)
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ class LlamaCppServer(LocalEngine):
     """
 
     name = "llamacpp"
+    label = "llama.cpp server"
 
     def __init__(
         self,

@@ -50,6 +50,7 @@ class VllmPrefixCache(LocalEngine):
     """
 
     name = "vllm"
+    label = "vLLM"
 
     def __init__(self, block_size: int = 16, capacity_blocks: int | None = None):
         if block_size < 1 or (capacity_blocks is not None and capacity_blocks < 1):
@@ -111,6 +112,7 @@ class SGLangRadixCache(LocalEngine):
     """
 
     name = "sglang"
+    label = "SGLang"
 
     def __init__(self, capacity_tokens: int | None = None, page_size: int = 1):
         if page_size < 1 or (capacity_tokens is not None and capacity_tokens < 1):

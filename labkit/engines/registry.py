@@ -31,28 +31,18 @@ from labkit.engines.hosted_api import AnthropicAPI
 from labkit.engines.llamacpp import LlamaCppServer
 from labkit.engines.paged import SGLangRadixCache, VllmPrefixCache
 
-ENGINE_NAMES = ("llamacpp", "vllm", "sglang", "anthropic")
+_BY_NAME = {e.name: e for e in (LlamaCppServer, VllmPrefixCache, SGLangRadixCache, AnthropicAPI)}
+ENGINE_NAMES = tuple(_BY_NAME)  # llamacpp, vllm, sglang, anthropic
 # What a learner reads for each engine model (widgets, figure titles); the names stay the keys.
-ENGINE_LABELS = {
-    "llamacpp": "llama.cpp server",
-    "vllm": "vLLM",
-    "sglang": "SGLang",
-    "anthropic": "Anthropic-style cache via a gateway",
-}
+ENGINE_LABELS = {name: engine.label for name, engine in _BY_NAME.items()}
 __all__ = ["ENGINE_LABELS", "ENGINE_NAMES", "make_engine", "request_fields", "simulate"]
 
 
 def make_engine(name: str, **options: Any) -> Engine:
     """Return a fresh engine model by name: one of ENGINE_NAMES."""
-    classes = {
-        "llamacpp": LlamaCppServer,
-        "vllm": VllmPrefixCache,
-        "sglang": SGLangRadixCache,
-        "anthropic": AnthropicAPI,
-    }
-    if name not in classes:
+    if name not in _BY_NAME:
         raise ValueError(f"Unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}.")
-    return classes[name](**options)
+    return _BY_NAME[name](**options)
 
 
 def request_fields(request: Any) -> tuple[Any, Any, Any]:
