@@ -25,7 +25,7 @@ EXIT_CODES = """exit status:
 def _cmd_info(args) -> int:
     report = environment_report()
     if args.verify:
-        from labkit.models import default_model_dir, verify_model_dir
+        from labkit.model_files import default_model_dir, verify_model_dir
 
         folder = default_model_dir()
         problems = verify_model_dir(folder, hashes=True) if folder.is_dir() else ["not fetched"]

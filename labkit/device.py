@@ -54,7 +54,8 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 
 @cache
-def _cpu_model_name() -> str:
+def cpu_model_name() -> str:
+    """Return the CPU's model name (/proc/cpuinfo, else what platform knows)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -73,7 +74,7 @@ def device_name(device: str | torch.device | None = None) -> str:
         return f"{torch.cuda.get_device_name(index)} (CUDA {torch.version.cuda})"
     if device.type == "mps":
         return f"Apple GPU (MPS) on {platform.machine()}"
-    return f"{_cpu_model_name()}, {torch.get_num_threads()} threads (CPU)"
+    return f"{cpu_model_name()}, {torch.get_num_threads()} threads (CPU)"
 
 
 def synchronize(device: str | torch.device) -> None:

@@ -42,7 +42,7 @@ QUICK_PREFIX_LENS = (32, 64)
 
 def pack(dest: Path) -> list[Path]:
     """Copy the default model's config and tokenizer files into `dest`; return what was copied."""
-    from labkit.models import default_model_dir
+    from labkit.model_files import default_model_dir
 
     source = default_model_dir()
     missing = [name for name in PACKED if not (source / name).is_file()]

@@ -47,18 +47,13 @@ def mismatches(probe: list[dict], simulated: list[dict] | None = None) -> list[s
 
 
 def hardware_line() -> str:
-    """Return this machine's CPU model (from /proc/cpuinfo), cores visible and load average."""
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name
-            )
-    except OSError:
-        pass
+    """Return this machine's CPU model, cores visible and load average."""
+    from labkit.device import cpu_model_name
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{name}, {os.cpu_count()} cores visible, load average {load:.1f} when the table was made"
+        f"{cpu_model_name()}, {os.cpu_count()} cores visible, load average {load:.1f} when the "
+        "table was made"
     )
 
 

@@ -470,3 +470,6 @@ def test_probe_table_totals_ratio_and_mismatches():
     assert probe_table.mismatches(off, [{"cached": 0}]) == [
         "request 1: cache_n 60 != simulate's missing"
     ]
+    from labkit.device import cpu_model_name
+
+    assert probe_table.hardware_line().startswith(f"{cpu_model_name()}, ")

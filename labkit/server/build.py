@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from labkit.fetch import sha256_file
-from labkit.models import cache_dir
+from labkit.model_files import cache_dir
 
 __all__ = [
     "BINARY_ENV",
