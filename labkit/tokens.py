@@ -138,9 +138,8 @@ class MemoTokenizer:
         return getattr(self.tokenizer, name)
 
     def __call__(self, text, *args, **kwargs):
-        if self.added is None or args or kwargs != {"add_special_tokens": False}:
-            return self.tokenizer(text, *args, **kwargs)
-        if not isinstance(text, str):
+        piecewise = self.added is not None and isinstance(text, str)
+        if not piecewise or args or kwargs != {"add_special_tokens": False}:
             return self.tokenizer(text, *args, **kwargs)
         return {"input_ids": self.encode(text)[0]}
 

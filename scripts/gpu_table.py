@@ -98,7 +98,6 @@ def replay_rows(model, tokenizer, replays, repeats: int, whole: bool = True) -> 
             )
             if [t.tokens_reused for t in turns] != [r.cached for r in predicted]:
                 raise SystemExit(f"{label}, header {key}: reuse differs from the engine model")
-            row[f"prompt_{key}"] = sum(t.n_tokens for t in turns)
             row[f"computed_{key}"] = sum(t.tokens_computed for t in turns)
             row[f"ms_{key}"] = 1e3 * sum(t.prefill_s for t in turns)
         rows.append(row)
@@ -158,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     lens = QUICK_PREFIX_LENS if args.quick else PREFIX_LENS
     sweep = prefix_reuse_sweep(model, tokenizer, prefix_lens=lens, repeats=args.repeats)
+    replay_repeats = max(1, args.repeats // 2)
     replays = replay_rows(
         model,
         tokenizer,
         QUICK_REPLAYS if args.quick else REPLAYS,
-        max(1, args.repeats // 2),
+        replay_repeats,
         whole=not args.quick,
     )
     clock = "CUDA events" if device.type == "cuda" else "perf_counter"
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{device_name(device)}, {str(dtype).removeprefix('torch.')}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}, {datetime.date.today()}: "
         f"{args.model_dir.name or 'model'}'s architecture with random weights; medians of "
-        f"{args.repeats} runs (replays: {max(1, args.repeats // 2)}), timed with {clock}."
+        f"{args.repeats} runs (replays: {replay_repeats}), timed with {clock}."
     )
     text = table(sweep, replays, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,10 +50,9 @@ def _own_slot_index() -> int:
 
 
 def _lesson7_system_prompt(lines: int = 8) -> str:
-    from labkit.resources import data_path
+    from labkit.experiments.bench import system_prompt_text
 
-    text = data_path("long_system_prompt.txt").read_text(encoding="utf-8")
-    return "\n".join(text.strip().splitlines()[:lines])
+    return "\n".join(system_prompt_text().splitlines()[:lines])
 
 
 def _date_changed_positions() -> int:
